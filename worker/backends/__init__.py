@@ -1,1 +1,1 @@
-
+"""Inference backends: ``diffusers`` (real pipelines) and ``null`` (no ML)."""
