@@ -29,6 +29,7 @@ from hydramesh.common.errors import DecodeError, ErrorCode
 from hydramesh.common.result import Accepted, Chunk, Failure, Progress, decode_result
 from hydramesh.common.task import CancelRequest, GenerateRequest, ResendRequest
 from hydramesh.common.wire import Datagram, MsgType
+from hydramesh.runtime.groups import single_exception
 from hydramesh.runtime.udp import Address, DcfEndpoint
 
 log = structlog.get_logger()
@@ -102,10 +103,11 @@ class ClusterClient:
         endpoint = DcfEndpoint.bind(bind_host, 0, key=key)
         client = cls(endpoint, target, policy or RetryPolicy())
         try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(endpoint.serve, client._on_datagram)
-                yield client
-                nursery.cancel_scope.cancel()
+            with single_exception():
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(endpoint.serve, client._on_datagram)
+                    yield client
+                    nursery.cancel_scope.cancel()
         finally:
             endpoint.close()
 
