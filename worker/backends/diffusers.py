@@ -51,6 +51,19 @@ def _torch_dtype(name: str) -> Any:
     return getattr(torch, name)
 
 
+def quiet_libraries() -> None:
+    """Route diffusers' and transformers' logs through the standard logging
+    tree (and so into our JSON lines), warnings and up, without progress bars."""
+    import diffusers
+    import transformers
+
+    for library in (diffusers.utils.logging, transformers.utils.logging):
+        library.set_verbosity_warning()
+        library.disable_default_handler()
+        library.enable_propagation()
+        library.disable_progress_bar()
+
+
 def load_pipeline(source: ModelSource, device_plan: DevicePlan) -> Any:
     """Load one pipeline onto its device (blocking; run it in a thread)."""
     from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
@@ -58,10 +71,10 @@ def load_pipeline(source: ModelSource, device_plan: DevicePlan) -> Any:
     dtype = _torch_dtype(device_plan.dtype)
     if source.kind is ModelKind.SINGLE_FILE:
         pipe = StableDiffusionPipeline.from_single_file(
-            source.location, config=source.config, torch_dtype=dtype, local_files_only=source.config is not None
+            source.location, config=source.config, dtype=dtype, local_files_only=source.config is not None
         )
     else:
-        pipe = AutoPipelineForText2Image.from_pretrained(source.location, torch_dtype=dtype)
+        pipe = AutoPipelineForText2Image.from_pretrained(source.location, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     if device_plan.offload == "model":
         pipe.enable_model_cpu_offload()
@@ -113,6 +126,7 @@ class DiffusersBackend:
         return tuple(ModelState(s.name, self.states[s.name], s.name in self.pipelines) for s in self.sources)
 
     async def load(self) -> None:
+        await trio.to_thread.run_sync(quiet_libraries)  # the imports alone take seconds
         for source in self.sources:
             started = time.perf_counter()
             try:
@@ -123,7 +137,13 @@ class DiffusersBackend:
                 continue
             self.pipelines[source.name] = pipe
             self.states[source.name] = "ready"
-            log.info("model_loaded", model=source.name, kind=str(source.kind), seconds=round(time.perf_counter() - started, 3), **attrs.asdict(self.device_plan))
+            log.info(
+                "model_loaded",
+                model=source.name,
+                source=str(source.kind),
+                seconds=round(time.perf_counter() - started, 3),
+                **attrs.asdict(self.device_plan),
+            )
 
     def batch_key(self, request: GenerateRequest) -> Hashable:
         return (request.model or self.default_model, request.width, request.height, request.steps, request.guidance)
