@@ -49,7 +49,7 @@ def require_tool(name: str) -> str:
 
 def run(args: list[str], *, check: bool = True, **kwargs) -> subprocess.CompletedProcess[str]:
     kwargs.setdefault("timeout", 120)
-    proc = subprocess.run(args, capture_output=True, text=True, **kwargs)
+    proc = subprocess.run(args, check=False, capture_output=True, text=True, **kwargs)
     if check and proc.returncode != 0:
         pytest.fail(
             f"{' '.join(map(str, args))} exited {proc.returncode}\n"
@@ -67,8 +67,10 @@ def yaml_documents(text: str) -> list:
         [
             str(python),
             "-c",
-            "import json, sys, yaml; "
-            "json.dump([d for d in yaml.safe_load_all(sys.stdin) if d is not None], sys.stdout)",
+            (
+                "import json, sys, yaml; "
+                "json.dump([d for d in yaml.safe_load_all(sys.stdin) if d is not None], sys.stdout)"
+            ),
         ],
         input=text,
     )

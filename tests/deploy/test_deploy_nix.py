@@ -11,7 +11,6 @@ import shlex
 import tomllib
 
 import pytest
-
 from deploy_helpers import (
     CONTRACT_ENV,
     CONTRACT_FLAGS,
@@ -91,7 +90,9 @@ def test_generated_units_keep_the_hardening_table(module_eval, hardening):
             else:
                 table = hardening[unit_name.removeprefix("hydramesh-")]
             for key, value in table.items():
-                assert cfg.get(key) == value, f"{name}/{unit_name}: {key}={cfg.get(key)!r}, table says {value!r}"
+                assert cfg.get(key) == value, (
+                    f"{name}/{unit_name}: {key}={cfg.get(key)!r}, table says {value!r}"
+                )
 
 
 def test_all_in_one(module_eval):
@@ -122,7 +123,9 @@ def test_all_in_one(module_eval):
 
     # the secret reaches every service as a credential, never as a value
     for unit in services.values():
-        assert "cluster-key:/run/keys/hydramesh-cluster-key" in unit["serviceConfig"]["LoadCredential"]
+        assert (
+            "cluster-key:/run/keys/hydramesh-cluster-key" in unit["serviceConfig"]["LoadCredential"]
+        )
         assert unit["environment"]["HYDRAMESH_CLUSTER_KEY_FILE"] == "%d/cluster-key"
         assert unit["environment"]["HYDRAMESH_LOG_FORMAT"] == "json"
 
@@ -249,7 +252,9 @@ def test_flake_default_module_brings_the_overlay(flake_eval, module_eval):
     via_flake = flake_eval["viaDefaultModule"]
     assert via_flake["overlays"] == 1
     direct = module_eval["scenarios"]["allInOne"]
-    assert json.dumps(via_flake["services"], sort_keys=True) == json.dumps(direct["services"], sort_keys=True)
+    assert json.dumps(via_flake["services"], sort_keys=True) == json.dumps(
+        direct["services"], sort_keys=True
+    )
 
 
 def _normalize(name: str) -> str:
@@ -270,7 +275,9 @@ def test_flake_packages_follow_pyproject(flake_eval):
         return {_normalize(d) for d in deps}
 
     base = names(pkgs["hydramesh"]["dependencies"])
-    assert not {n for n in base if n.startswith("torch")}, "the head/shim package must carry no torch"
+    assert not {n for n in base if n.startswith("torch")}, (
+        "the head/shim package must carry no torch"
+    )
     required = {_requirement_name(r) for r in project["dependencies"]}
     assert required <= base, f"pyproject dependencies missing from flake.nix: {required - base}"
 

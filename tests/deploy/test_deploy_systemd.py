@@ -10,7 +10,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-
 from deploy_helpers import REPO, require_tool, run
 
 UNIT_DIR = REPO / "modules" / "systemd"
@@ -88,7 +87,9 @@ def stage_unit(tmp_path: Path, name: str, text: str, instance: str | None = None
 
 def verify(path: Path) -> None:
     analyze = require_tool("systemd-analyze")
-    proc = run([analyze, "verify", "--man=no", "--generators=no", str(path)], check=False, cwd=path.parent)
+    proc = run(
+        [analyze, "verify", "--man=no", "--generators=no", str(path)], check=False, cwd=path.parent
+    )
     # verify exits 0 on unknown keys and bad values and only warns: stderr must be empty.
     assert proc.returncode == 0 and not proc.stderr.strip(), (
         f"systemd-analyze verify {path.name}: rc={proc.returncode}\n{proc.stderr}"
@@ -97,7 +98,11 @@ def verify(path: Path) -> None:
 
 def exposure(path: Path) -> float:
     analyze = require_tool("systemd-analyze")
-    proc = run([analyze, "security", "--offline=true", "--no-pager", str(path)], check=False, cwd=path.parent)
+    proc = run(
+        [analyze, "security", "--offline=true", "--no-pager", str(path)],
+        check=False,
+        cwd=path.parent,
+    )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\S+)", proc.stdout)
     assert match, f"no exposure level in the output:\n{proc.stdout}\n{proc.stderr}"
     assert not proc.stderr.strip(), proc.stderr
@@ -130,12 +135,16 @@ def test_plain_unit_security_exposure_ok(role, tmp_path):
 
 def test_verify_check_catches_mistakes(tmp_path):
     """The stderr check is what catches what `verify` lets through with exit 0."""
-    text = (UNIT_DIR / UNITS["head"]).read_text().replace(
-        "ProtectHome=yes", "ProtectHome=yes\nProtectHomeDirs=yes\nRestrictRealtime=maybe"
+    text = (
+        (UNIT_DIR / UNITS["head"])
+        .read_text()
+        .replace("ProtectHome=yes", "ProtectHome=yes\nProtectHomeDirs=yes\nRestrictRealtime=maybe")
     )
     path = stage_unit(tmp_path, UNITS["head"], text)
     analyze = require_tool("systemd-analyze")
-    proc = run([analyze, "verify", "--man=no", "--generators=no", str(path)], check=False, cwd=tmp_path)
+    proc = run(
+        [analyze, "verify", "--man=no", "--generators=no", str(path)], check=False, cwd=tmp_path
+    )
     assert proc.returncode == 0  # the reason stderr is read at all
     assert "Unknown key 'ProtectHomeDirs'" in proc.stderr, proc.stderr
     assert "Failed to parse boolean value" in proc.stderr, proc.stderr
@@ -182,7 +191,9 @@ def test_plain_unit_matches_hardening_table(role, hardening):
     actual = sandbox_settings(parse_unit((UNIT_DIR / UNITS[role]).read_text())["Service"])
     missing = {k: v for k, v in expected.items() if k not in actual}
     extra = {k: v for k, v in actual.items() if k not in expected}
-    differ = {k: (actual[k], expected[k]) for k in expected if k in actual and actual[k] != expected[k]}
+    differ = {
+        k: (actual[k], expected[k]) for k in expected if k in actual and actual[k] != expected[k]
+    }
     assert not missing and not extra and not differ, (
         f"{UNITS[role]} vs modules/hardening.nix:\n missing {missing}\n extra {extra}\n "
         f"differ (unit, table) {differ}"
