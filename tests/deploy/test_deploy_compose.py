@@ -24,6 +24,9 @@ from deploy_helpers import (
 CONTAINERS = REPO / "containers"
 BASE = "docker-compose.yml"
 ROCM = "docker-compose.rocm.yml"
+MULTI_GPU = "docker-compose.multi-gpu.yml"
+CLUSTER_KEY = "docker-compose.cluster-key.yml"
+OVERRIDES = [ROCM, MULTI_GPU, CLUSTER_KEY]
 PROGRAM = {"head": "hydramesh-head", "shim": "hydramesh-shim", "worker": "hydramesh-worker"}
 
 
@@ -54,18 +57,22 @@ def project(tmp_path) -> Path:
     """A copy of containers/ (so a test's .env never touches the working tree)."""
     dest = tmp_path / "containers"
     dest.mkdir()
-    for name in (BASE, ROCM):
+    for name in (BASE, *OVERRIDES):
         shutil.copy(CONTAINERS / name, dest / name)
     return dest
 
 
-def test_compose_config_quiet_validates():
+def test_compose_files_are_all_known():
+    assert {p.name for p in CONTAINERS.glob("docker-compose*.yml")} == {BASE, *OVERRIDES}
+
+
+@pytest.mark.parametrize("override", [None, *OVERRIDES])
+def test_compose_config_quiet_validates(override):
     compose = require_tool("docker-compose")
-    run([compose, "-f", str(CONTAINERS / BASE), "config", "-q"], env=compose_env())
-    run(
-        [compose, "-f", str(CONTAINERS / BASE), "-f", str(CONTAINERS / ROCM), "config", "-q"],
-        env=compose_env(RENDER_GID="109"),
-    )
+    args = [compose, "-f", str(CONTAINERS / BASE)]
+    if override:
+        args += ["-f", str(CONTAINERS / override)]
+    run([*args, "config", "-q"], env=compose_env(RENDER_GID="109"))
 
 
 def test_reference_deployment(project):
@@ -111,10 +118,11 @@ def test_reference_deployment(project):
 
 
 def test_environment_and_flags_within_the_contract(project):
-    for files, env in [((BASE,), {}), ((BASE, ROCM), {"RENDER_GID": "109"})]:
-        services = compose_config(project, *files, env=compose_env(**env))["services"]
+    for override in [None, *OVERRIDES]:
+        files = (BASE, override) if override else (BASE,)
+        services = compose_config(project, *files, env=compose_env(RENDER_GID="109"))["services"]
         for name, svc in services.items():
-            program = PROGRAM[name]
+            program = PROGRAM[name.split("-")[0]]
             extra = set(svc.get("environment") or {}) - CONTRACT_ENV[program] - RUNTIME_ENV
             assert not extra, f"{name}: environment outside the contract: {extra}"
             unknown = set(flags_of(svc.get("command") or [])) - CONTRACT_FLAGS[program]
@@ -162,6 +170,47 @@ def test_rocm_override_demands_the_render_gid(project):
     proc = compose_config(project, BASE, ROCM, check=False)
     assert proc.returncode != 0
     assert "RENDER_GID" in proc.stderr
+
+
+def test_multi_gpu_pins_one_gpu_per_worker(project):
+    services = compose_config(project, BASE, MULTI_GPU)["services"]
+    workers = {n: s for n, s in services.items() if n.startswith("worker")}
+    assert set(workers) == {"worker", "worker-1"}
+    seen_gpus, seen_ports = [], []
+    for name, svc in workers.items():
+        (device,) = svc["deploy"]["resources"]["reservations"]["devices"]
+        assert "count" not in device and device["driver"] == "nvidia", name
+        seen_gpus += device["device_ids"]
+        argv = svc["command"]
+        seen_ports.append(argv[argv.index("--http-port") + 1] if "--http-port" in argv else "7790")
+        # everything else as the reference worker
+        assert argv[:4] == [
+            "--head-ip",
+            "127.0.0.1",
+            "--model-path",
+            "/models/my_custom_model.safetensors",
+        ]
+        assert svc["network_mode"] == "host" and svc["restart"] == "always"
+        assert {v["target"] for v in svc["volumes"]} == {"/models", "/data/huggingface"}
+        assert svc["environment"]["HF_HOME"] == "/data/huggingface"
+    assert sorted(seen_gpus) == ["0", "1"]
+    assert sorted(seen_ports) == ["7790", "7791"]
+
+
+def test_cluster_key_override(project):
+    cfg = compose_config(project, BASE, CLUSTER_KEY)
+    assert Path(cfg["secrets"]["cluster-key"]["file"]) == project / "cluster.key"
+    for name, svc in cfg["services"].items():
+        assert [s["source"] for s in svc["secrets"]] == ["cluster-key"], name
+        assert svc["environment"]["HYDRAMESH_CLUSTER_KEY_FILE"] == "/run/secrets/cluster-key", name
+    # the reference settings are kept, not replaced
+    assert cfg["services"]["shim"]["environment"]["SHIM_NODE_TARGET"] == "127.0.0.1:7777"
+    assert cfg["services"]["worker"]["environment"]["HF_HOME"] == "/data/huggingface"
+
+
+def test_secrets_are_git_ignored():
+    ignored = (CONTAINERS / ".gitignore").read_text().split()
+    assert {".env", "cluster.key", "local-models/", "model-cache/"} <= set(ignored)
 
 
 def test_yaml_lint():
