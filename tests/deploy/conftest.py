@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from deploy_helpers import NIX_DIR, REPO, nix_eval_expr_json, nix_eval_json, nixpkgs_lib_path
+
+from .deploy_helpers import NIX_DIR, REPO, nix_eval_expr_json, nix_eval_json, nixpkgs_lib_path
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from deploy_helpers import (
+
+from .deploy_helpers import (
     CONTRACT_ENV,
     CONTRACT_FLAGS,
     REPO,

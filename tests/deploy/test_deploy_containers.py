@@ -11,7 +11,8 @@ import re
 import tomllib
 
 import pytest
-from deploy_helpers import REPO, require_tool, run
+
+from .deploy_helpers import REPO, require_tool, run
 
 CONTAINERS = REPO / "containers"
 IMAGES = {

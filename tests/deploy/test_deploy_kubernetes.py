@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 
 import pytest
-from deploy_helpers import (
+
+from .deploy_helpers import (
     CONTRACT_ENV,
     CONTRACT_FLAGS,
     REPO,

@@ -11,7 +11,8 @@ import shlex
 import tomllib
 
 import pytest
-from deploy_helpers import (
+
+from .deploy_helpers import (
     CONTRACT_ENV,
     CONTRACT_FLAGS,
     REPO,

@@ -10,7 +10,8 @@ import shlex
 from pathlib import Path
 
 import pytest
-from deploy_helpers import REPO, require_tool, run
+
+from .deploy_helpers import REPO, require_tool, run
 
 UNIT_DIR = REPO / "modules" / "systemd"
 UNITS = {
