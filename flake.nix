@@ -16,22 +16,27 @@
 
       version = (lib.importTOML ./pyproject.toml).project.version;
 
-      # Only the Python sources go into the package's store path, so editing
-      # docs, tests or deployment files does not rebuild it.
+      # The package's store path leaves out deployment files, tests, docs and
+      # benchmarks, so editing those does not rebuild it (and a renamed or new
+      # package folder needs no change here).
       src = lib.fileset.toSource {
         root = ./.;
-        fileset = lib.fileset.unions (
-          map lib.fileset.maybeMissing [
-            ./pyproject.toml
-            ./README.md
-            ./LICENSE
-            ./common
-            ./transport
-            ./head
-            ./shim
-            ./worker
-            ./client
-          ]
+        fileset = lib.fileset.difference ./. (
+          lib.fileset.unions (
+            map lib.fileset.maybeMissing [
+              ./flake.nix
+              ./flake.lock
+              ./containers
+              ./modules
+              ./tests
+              ./docs
+              ./bench
+              ./.ci
+              ./.venv
+              ./local-models
+              ./model-cache
+            ]
+          )
         );
       };
 
