@@ -1,0 +1,1 @@
+"""Deployment checks: containers, compose, Kubernetes, systemd, Nix."""
