@@ -17,6 +17,8 @@ from .jsonfields import Fields, dump_object, load_object
 
 PROTOCOL_VERSION = 1
 FORMATS = ("png", "webp", "jpeg")
+# Sampler names a request may choose; workers map them onto diffusers classes.
+SCHEDULERS = ("ddim", "euler", "euler_a", "dpm++", "dpm++_karras", "pndm", "unipc")
 MIME_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
 MAX_SEED = (1 << 32) - 1
 MAX_ID_LEN = 64
@@ -51,6 +53,7 @@ class GenerateRequest:
     height: int | None = None
     steps: int | None = None
     guidance: float | None = None
+    scheduler: str | None = None
     seed: int | None = None
     format: str = "png"
     progress: bool = False
@@ -158,6 +161,7 @@ def task_from_json(obj: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> Task
             height=height,
             steps=fields.integer("steps", lo=1, hi=limits.max_steps, default=None),
             guidance=fields.number("guidance", lo=0.0, hi=limits.max_guidance, default=None),
+            scheduler=fields.choice("scheduler", SCHEDULERS, default=None),
             seed=fields.integer("seed", lo=0, hi=MAX_SEED, default=None),
             format=fields.choice("format", FORMATS, default="png"),
             progress=fields.boolean("progress", default=False),
@@ -177,6 +181,7 @@ __all__ = [
     "MAX_SEED",
     "PROTOCOL_VERSION",
     "ResendRequest",
+    "SCHEDULERS",
     "TaskMessage",
     "parse_task",
     "task_from_json",

@@ -341,6 +341,12 @@ class Router:
             self._enqueue(task, now, front=True)
             self._dispatch(now)
             return
+        if failure.code is ErrorCode.UNKNOWN_MODEL and task.request.model is not None:
+            # This worker could not load the model; another may still serve it.
+            entry.failed += 1
+            self._redispatch(task, f"worker {entry.id}: {failure.message}", now)
+            self._dispatch(now)
+            return
         entry.failed += 1
         self.failures[failure.code] += 1
         self._send(task.client, MsgType.RESULT, payload)

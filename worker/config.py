@@ -10,6 +10,8 @@ from hydramesh.common.chunking import DEFAULT_MAX_DATAGRAM
 from hydramesh.common.config import option
 from hydramesh.common.logging import LOG_FORMATS, LOG_LEVELS
 
+from .models import PIPELINES
+
 BACKENDS = ("diffusers", "null")
 DEVICES = ("auto", "cuda", "rocm", "cpu")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
@@ -33,6 +35,16 @@ class WorkerConfig:
         help="model to serve: Hub id, diffusers directory or .safetensors file (repeatable; default: the embedded tiny model)",
     )
     models_dir: Path = option(Path("local-models"), "--models-dir", env="WORKER_MODELS_DIR", help="directory local model paths must lie in")
+    model_config: str | None = option(
+        None,
+        "--model-config",
+        env="WORKER_MODEL_CONFIG",
+        help="diffusers directory or Hub id with the configs for single-file checkpoints (default: a same-named directory beside the file)",
+    )
+    pipeline: str = option("auto", "--pipeline", env="WORKER_PIPELINE", choices=PIPELINES, help="pipeline of single-file checkpoints (auto: from the file's keys)")
+    max_loaded: int = option(2, "--max-loaded", env="WORKER_MAX_LOADED", help="models kept in memory at once; the least recently used is evicted")
+    warmup: bool = option(True, "--warmup", env="WORKER_WARMUP", help="run one tiny image per loaded model before taking work")
+    env_file: Path = option(Path(".env"), "--env-file", env="WORKER_ENV_FILE", help="file with HF_TOKEN=… when the environment has none")
     device: str = option("auto", "--device", env="WORKER_DEVICE", choices=DEVICES, help="accelerator to run on")
     dtype: str = option("auto", "--dtype", env="WORKER_DTYPE", choices=DTYPES, help="weights precision (auto: float16 on GPU, float32 on CPU)")
     offload: str = option("none", "--offload", env="WORKER_OFFLOAD", choices=OFFLOAD, help="Accelerate CPU offload")

@@ -37,10 +37,12 @@ from .http import make_app
 from .statistics import WorkerStatistics
 from .version import VERSION
 
-_ERROR_CODES: dict[type[BaseException], ErrorCode] = {
-    JobCancelled: ErrorCode.CANCELLED,
-    UnknownModel: ErrorCode.UNKNOWN_MODEL,
-}
+def error_code(exc: BaseException) -> ErrorCode:
+    if isinstance(exc, JobCancelled):
+        return ErrorCode.CANCELLED
+    if isinstance(exc, UnknownModel):
+        return ErrorCode.UNKNOWN_MODEL
+    return ErrorCode.INTERNAL
 
 
 @attrs.define(eq=False)
@@ -204,7 +206,7 @@ class Worker:
             self.counts["completed"] += 1
             ok = True
         else:
-            code = _ERROR_CODES.get(type(outcome), ErrorCode.INTERNAL)
+            code = error_code(outcome)
             if code is ErrorCode.INTERNAL:
                 self.log.error("job_failed", task_id=job.id, error=repr(outcome), exc_info=outcome)
             payloads = (encode_result(Failure(job.id, code, str(outcome) or type(outcome).__name__)),)

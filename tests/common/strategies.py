@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from hydramesh.common.errors import ErrorCode
 from hydramesh.common.heartbeat import Heartbeat, ModelState, TaskProgress
 from hydramesh.common.result import Accepted, Chunk, Failure, ImageInfo, Progress
-from hydramesh.common.task import FORMATS, MAX_SEED, CancelRequest, GenerateRequest, ResendRequest
+from hydramesh.common.task import FORMATS, MAX_SEED, SCHEDULERS, CancelRequest, GenerateRequest, ResendRequest
 from hydramesh.common.wire import MsgType
 
 ids = st.from_regex(r"[A-Za-z0-9._:@/+=-]{1,64}", fullmatch=True)
@@ -22,6 +22,7 @@ generate_requests = st.builds(
     height=st.none() | sides,
     steps=st.none() | st.integers(1, 150),
     guidance=st.none() | st.floats(0, 30, allow_nan=False),
+    scheduler=st.none() | st.sampled_from(SCHEDULERS),
     seed=st.none() | st.integers(0, MAX_SEED),
     format=st.sampled_from(FORMATS),
     progress=st.booleans(),

@@ -43,6 +43,7 @@ def test_bare_prompt_gets_defaults():
         ({"id": "a", "prompt": "x", "seed": -1}, "seed"),
         ({"id": "a", "prompt": "x", "seed": 1 << 32}, "seed"),
         ({"id": "a", "prompt": "x", "format": "gif"}, "format"),
+        ({"id": "a", "prompt": "x", "scheduler": "k_lms"}, "scheduler"),
         ({"id": "a", "prompt": "x", "progress": 1}, "progress"),
         ({"id": "a", "prompt": "x", "stpes": 3}, "stpes"),
         ({"id": "a", "prompt": "x", "v": 2}, "v"),

@@ -7,15 +7,6 @@ import pytest
 from hydramesh.client.local_cluster import ClusterSpec, LocalCluster, free_port
 
 
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory):
-    from hydramesh.worker.tiny_model import ensure_tiny_model
-
-    root = tmp_path_factory.mktemp("models")
-    ensure_tiny_model(root)
-    return root
-
-
 @pytest.fixture
 def cluster_spec(models_dir, tmp_path):
     def make(**overrides):

@@ -2,13 +2,15 @@
 
 Everything that touches torch runs in a worker thread behind a capacity
 limiter of one (DESIGN §4), so the Trio event loop keeps heartbeats and
-intake going while a pipeline denoises. Cancellation and progress go through
-the pipeline's step callback.
+intake going while a pipeline denoises. Compatible requests run as one batch,
+each with its own seeded generator. Cancellation and progress go through the
+pipeline's step callback.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import random
 import time
 from collections.abc import Hashable, Sequence
@@ -25,10 +27,16 @@ from hydramesh.common.task import MAX_SEED, GenerateRequest
 from ..config import WorkerConfig
 from ..devices import DevicePlan, plan, probe
 from ..encode import encode_image
+from ..hub import hub_token
+from ..model_pool import ModelPool
 from ..models import ModelKind, ModelSource, resolve_model
-from .base import Job, JobCancelled, Outcome, Rendered, UnknownModel
+from ..schedulers import make_scheduler
+from .base import Job, JobCancelled, Outcome, Rendered
 
 log = structlog.get_logger()
+
+DEFAULT_STEPS = 50  # diffusers' own default when a request leaves steps open
+_WARMUP = {"prompt": "warm-up", "num_inference_steps": 1, "width": 64, "height": 64, "output_type": "pil"}
 
 
 class OutOfMemory(RuntimeError):
@@ -45,12 +53,6 @@ def weights_size(source: ModelSource) -> int | None:
     return None
 
 
-def _torch_dtype(name: str) -> Any:
-    import torch
-
-    return getattr(torch, name)
-
-
 def quiet_libraries() -> None:
     """Route diffusers' and transformers' logs through the standard logging
     tree (and so into our JSON lines), warnings and up, without progress bars."""
@@ -64,51 +66,64 @@ def quiet_libraries() -> None:
         library.disable_progress_bar()
 
 
-def load_pipeline(source: ModelSource, device_plan: DevicePlan) -> Any:
-    """Load one pipeline onto its device (blocking; run it in a thread)."""
-    from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
+@attrs.define(eq=False)
+class PipelineLoader:
+    """Loads one model onto its device; blocking, run on the inference thread."""
 
-    dtype = _torch_dtype(device_plan.dtype)
-    if source.kind is ModelKind.SINGLE_FILE:
-        pipe = StableDiffusionPipeline.from_single_file(
-            source.location, config=source.config, dtype=dtype, local_files_only=source.config is not None
-        )
-    else:
-        pipe = AutoPipelineForText2Image.from_pretrained(source.location, dtype=dtype)
-    pipe.set_progress_bar_config(disable=True)
-    if device_plan.offload == "model":
-        pipe.enable_model_cpu_offload()
-    elif device_plan.offload == "sequential":
-        pipe.enable_sequential_cpu_offload()
-    else:
-        pipe.to(device_plan.device)
-    return pipe
+    device_plan: DevicePlan
+    token: str | None = None
+
+    def __call__(self, source: ModelSource) -> Any:
+        import torch
+        from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+        dtype = getattr(torch, self.device_plan.dtype)
+        if source.kind is ModelKind.SINGLE_FILE:
+            cls = StableDiffusionXLPipeline if source.pipeline == "sdxl" else StableDiffusionPipeline
+            pipe = cls.from_single_file(
+                source.location,
+                config=source.config,
+                dtype=dtype,
+                token=self.token,
+                local_files_only=source.config is not None and os.path.isdir(source.config),
+            )
+        else:
+            pipe = AutoPipelineForText2Image.from_pretrained(source.location, dtype=dtype, token=self.token)
+        pipe.set_progress_bar_config(disable=True)
+        offload = self.device_plan.offload
+        if offload == "model":
+            pipe.enable_model_cpu_offload()
+        elif offload == "sequential":
+            pipe.enable_sequential_cpu_offload()
+        else:
+            pipe.to(self.device_plan.device)
+        pipe.hydramesh_default_scheduler = pipe.scheduler
+        pipe.hydramesh_schedulers = {}
+        return pipe
 
 
 @attrs.define(eq=False)
 class DiffusersBackend:
-    sources: tuple[ModelSource, ...]
+    pool: ModelPool
     device_plan: DevicePlan
+    warmup: bool = True
     name: str = "diffusers"
-    pipelines: dict[str, Any] = attrs.Factory(dict)
-    states: dict[str, str] = attrs.Factory(dict)
     limiter: trio.CapacityLimiter = attrs.Factory(lambda: trio.CapacityLimiter(1))
 
-    def __attrs_post_init__(self) -> None:
-        for source in self.sources:
-            self.states[source.name] = "loading"
-
     @classmethod
-    def from_config(cls, config: WorkerConfig) -> DiffusersBackend:
+    def from_config(cls, config: WorkerConfig, environ: dict[str, str] | None = None) -> DiffusersBackend:
         specs = config.model_path
         if not specs:
             from ..tiny_model import ensure_tiny_model
 
             specs = (str(ensure_tiny_model(config.models_dir)),)
-        sources = tuple(resolve_model(spec, config.models_dir) for spec in specs)
-        facts = probe()
-        device_plan = plan(config.device, config.dtype, config.offload, facts, weights_size(sources[0]))
-        return cls(sources, device_plan)
+        sources = tuple(
+            resolve_model(spec, config.models_dir, config=config.model_config, pipeline=config.pipeline) for spec in specs
+        )
+        device_plan = plan(config.device, config.dtype, config.offload, probe(), weights_size(sources[0]))
+        loader = PipelineLoader(device_plan, hub_token(os.environ if environ is None else environ, config.env_file))
+        pool = ModelPool(sources, config.max_loaded, loader, free_accelerator_memory)
+        return cls(pool, device_plan, warmup=config.warmup)
 
     @property
     def device(self) -> str:
@@ -118,25 +133,20 @@ class DiffusersBackend:
     def dtype(self) -> str:
         return self.device_plan.dtype
 
-    @property
-    def default_model(self) -> str:
-        return self.sources[0].name
-
     def models(self) -> tuple[ModelState, ...]:
-        return tuple(ModelState(s.name, self.states[s.name], s.name in self.pipelines) for s in self.sources)
+        return self.pool.states()
 
     async def load(self) -> None:
+        """Load the first ``max_loaded`` models (warming each up); the rest
+        load on first use."""
         await trio.to_thread.run_sync(quiet_libraries)  # the imports alone take seconds
-        for source in self.sources:
+        for source in self.pool.sources[: self.pool.max_loaded]:
             started = time.perf_counter()
             try:
-                pipe = await trio.to_thread.run_sync(load_pipeline, source, self.device_plan, limiter=self.limiter, abandon_on_cancel=True)
+                await trio.to_thread.run_sync(self._load_one, source.name, limiter=self.limiter, abandon_on_cancel=True)
             except Exception as exc:
-                self.states[source.name] = "failed"
                 log.error("model_load_failed", model=source.name, error=repr(exc))
                 continue
-            self.pipelines[source.name] = pipe
-            self.states[source.name] = "ready"
             log.info(
                 "model_loaded",
                 model=source.name,
@@ -145,28 +155,33 @@ class DiffusersBackend:
                 **attrs.asdict(self.device_plan),
             )
 
+    def _load_one(self, name: str) -> None:
+        pipe = self.pool.acquire(name)
+        if self.warmup:
+            import torch
+
+            with torch.inference_mode():
+                pipe(**_WARMUP)
+
     def batch_key(self, request: GenerateRequest) -> Hashable:
-        return (request.model or self.default_model, request.width, request.height, request.steps, request.guidance)
+        return (request.model or self.pool.default, request.width, request.height, request.steps, request.guidance, request.scheduler)
 
     async def run(self, jobs: Sequence[Job], on_step: Any) -> list[Outcome]:
         return await trio.to_thread.run_sync(self._run, jobs, on_step, limiter=self.limiter)
 
     def _run(self, jobs: Sequence[Job], on_step: Any) -> list[Outcome]:
         first = jobs[0].request
-        model = first.model or self.default_model
-        pipe = self.pipelines.get(model)
-        if pipe is None:
-            error = UnknownModel(f"model {model!r} is {self.states.get(model, 'not served here')}")
-            return [error for _ in jobs]
         try:
+            pipe = self.pool.acquire(first.model or self.pool.default)
             return self._render(pipe, jobs, on_step)
         except Exception as exc:
-            if _is_out_of_memory(exc):
-                _free_accelerator_memory()
-                error: Exception = OutOfMemory(f"out of accelerator memory for a batch of {len(jobs)} at {first.width}x{first.height}: {exc}")
-            else:
-                error = exc
-            return [error for _ in jobs]
+            if is_out_of_memory(exc):
+                free_accelerator_memory()
+                exc = OutOfMemory(
+                    f"out of accelerator memory for {len(jobs)} image(s) at {first.width or 'default'}x{first.height or 'default'}; "
+                    "try a smaller size or batch, or --offload model"
+                )
+            return [exc for _ in jobs]
 
     def _render(self, pipe: Any, jobs: Sequence[Job], on_step: Any) -> list[Outcome]:
         import torch
@@ -175,11 +190,11 @@ class DiffusersBackend:
         seeds = [job.request.seed if job.request.seed is not None else random.randint(0, MAX_SEED) for job in jobs]
         # CPU generators: the same seed gives the same starting noise on any device.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
-        steps = first.steps or 50
+        steps = first.steps or DEFAULT_STEPS
 
         def step_end(pipeline: Any, step: int, timestep: Any, tensors: dict) -> dict:
             for job in jobs:
-                job.step, job.steps = step + 1, steps
+                job.step = step + 1
                 on_step(job)
             if all(job.cancelled for job in jobs):
                 pipeline._interrupt = True
@@ -187,6 +202,7 @@ class DiffusersBackend:
 
         for job in jobs:
             job.steps = steps
+        pipe.scheduler = self._scheduler(pipe, first.scheduler)
         kwargs: dict[str, Any] = {
             "prompt": [job.request.prompt for job in jobs],
             "negative_prompt": [job.request.negative_prompt or "" for job in jobs],
@@ -195,12 +211,10 @@ class DiffusersBackend:
             "callback_on_step_end": step_end,
             "output_type": "pil",
         }
-        if first.width is not None:
-            kwargs["width"] = first.width
-        if first.height is not None:
-            kwargs["height"] = first.height
-        if first.guidance is not None:
-            kwargs["guidance_scale"] = first.guidance
+        for field, argument in (("width", "width"), ("height", "height"), ("guidance", "guidance_scale")):
+            value = getattr(first, field)
+            if value is not None:
+                kwargs[argument] = value
         started = time.perf_counter()
         with torch.inference_mode():
             images = pipe(**kwargs).images
@@ -216,6 +230,15 @@ class DiffusersBackend:
             outcomes.append(Rendered(data, job.request.mime, image.width, image.height, seed, timings))
         return outcomes
 
+    @staticmethod
+    def _scheduler(pipe: Any, name: str | None) -> Any:
+        if name is None:
+            return pipe.hydramesh_default_scheduler
+        cache = pipe.hydramesh_schedulers
+        if name not in cache:
+            cache[name] = make_scheduler(name, pipe.hydramesh_default_scheduler.config)
+        return cache[name]
+
     def mem_free(self) -> int | None:
         if self.device_plan.device != "cuda":
             return None
@@ -224,13 +247,13 @@ class DiffusersBackend:
         return int(torch.cuda.mem_get_info()[0])
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def _free_accelerator_memory() -> None:
+def free_accelerator_memory() -> None:
     import torch
 
     gc.collect()

@@ -1,6 +1,6 @@
 """How fast is the embedded tiny model on this machine?
 
-    python bench/bench_tiny_model.py [--runs 7] [--threads N]
+    python bench/tiny_model.py   (or: ./dev bench tiny_model) [--runs 7] [--threads N]
 
 Builds the model into a temporary directory, then reports the median wall time of
 one 64x64 image at 4 and 10 steps (after one warm-up call), for the diffusers
