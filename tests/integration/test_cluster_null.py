@@ -89,3 +89,27 @@ async def test_full_queue_answers_busy_with_retry_after(autojump_clock):
                 image = await client.generate(GenerateRequest("b4", "p"))
                 assert image.info.id == "b4"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_loading_worker_gets_no_work_until_ready(autojump_clock):
+    from hydramesh.worker.backends.null import NullBackend
+
+    class SlowLoading(NullBackend):
+        async def load(self):
+            await trio.sleep(5)
+
+    async with trio.open_nursery() as nursery:
+        head = await nursery.start(serve_head, HeadConfig(host="127.0.0.1", port=0, http_port=-1, seed=1))
+        config = WorkerConfig(head_ip="127.0.0.1", head_port=head.address[1], host="127.0.0.1", http_port=-1, backend="null", worker_id="slow")
+        worker = await nursery.start(lambda task_status: serve_worker(config, backend=SlowLoading(), task_status=task_status))
+        async with ClusterClient.connect(head.address) as client:
+            async with trio.open_nursery() as requests:
+                requests.start_soon(client.generate, GenerateRequest("early", "p"))
+                await trio.sleep(4)
+                assert worker.heartbeat().state == "loading"
+                assert [w.state for w in head.statistics().workers] == ["loading"]
+                stats = head.statistics()
+                assert stats.queue_depth == 1 and stats.count("dispatched") == 0
+            assert trio.current_time() >= 5
+        assert head.statistics().count("completed") == 1
+        nursery.cancel_scope.cancel()
