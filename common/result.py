@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from .errors import BadPayload, ErrorCode, InvalidRequest
+from .errors import BadPayload, DecodeError, ErrorCode, InvalidRequest
 from .jsonfields import Fields, dump_object, load_object
 from .task import MAX_ID_LEN, PROTOCOL_VERSION
 
@@ -66,8 +66,11 @@ class Failure:
         return body
 
     @classmethod
-    def invalid(cls, exc: InvalidRequest) -> Failure:
-        return cls(exc.request_id, ErrorCode.INVALID, str(exc), field=exc.field)
+    def rejecting(cls, exc: DecodeError) -> Failure:
+        """The ``invalid`` answer to a TASK payload that failed to decode."""
+        if isinstance(exc, InvalidRequest):
+            return cls(exc.request_id, ErrorCode.INVALID, str(exc), field=exc.field)
+        return cls("", ErrorCode.INVALID, f"TASK payload: {exc}")
 
 
 @attrs.frozen

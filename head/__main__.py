@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
-from hydramesh.common.config import parse_config
-from hydramesh.runtime.lifecycle import main_for, node_name
+from hydramesh.runtime.lifecycle import service_main
 
 from .config import HeadConfig
 from .service import serve
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = parse_config(
+    service_main(
+        "head",
         HeadConfig,
-        sys.argv[1:] if argv is None else argv,
-        os.environ,
-        prog="hydramesh-head",
+        serve,
         description="Route text-to-image tasks from clients to HydraMesh workers over DCF/UDP.",
+        node=lambda config: config.node,
+        argv=argv,
     )
-    main_for("head", serve, config, node=node_name(config.node), drain_timeout=30.0)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import structlog
 
 from hydramesh.common.chunking import Reassembly
 from hydramesh.common.deadlines import Deadlines
-from hydramesh.common.errors import DecodeError, ErrorCode, InvalidRequest
+from hydramesh.common.errors import DecodeError, ErrorCode
 from hydramesh.common.heartbeat import parse_heartbeat
 from hydramesh.common.metrics import Histogram
 from hydramesh.common.result import Accepted, Chunk, Failure, Progress, ResultMessage, decode_result, encode_result
@@ -125,13 +125,9 @@ class Router:
     def handle_task(self, payload: bytes, sender: Address, now: float) -> None:
         try:
             message = parse_task(payload, self.limits)
-        except InvalidRequest as exc:
-            self.drops["invalid"] += 1
-            self._reply(sender, Failure.invalid(exc))
-            return
         except DecodeError as exc:
             self.drops[exc.reason] += 1
-            self._reply(sender, Failure("", ErrorCode.INVALID, f"TASK payload: {exc}"))
+            self._reply(sender, Failure.rejecting(exc))
             return
         if isinstance(message, GenerateRequest):
             self._on_generate(message, sender, now)

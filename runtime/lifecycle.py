@@ -7,15 +7,18 @@ deadline, ends it at once. The process then exits 0 (DESIGN §1).
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 import trio
 
+from hydramesh.common.config import parse_config
 from hydramesh.common.logging import configure_logging
 
 
@@ -66,13 +69,24 @@ async def _cancel_on_signal(signals, scope: trio.CancelScope, log) -> None:
     scope.cancel()
 
 
-def main_for(
+def service_main(
     service: str,
+    config_class: type,
     serve: Callable[..., Awaitable[Any]],
-    config: Any,
     *,
-    node: str,
-    drain_timeout: float,
+    description: str,
+    node: Callable[[Any], str],
+    argv: Sequence[str] | None = None,
+    drain_timeout: float = 30.0,
 ) -> None:
-    log = configure_logging(service, node, level=config.log_level, fmt=config.log_format)
+    """The ``main()`` of a service's console script: parse flags and
+    environment, set up logging, serve until a signal, drain, exit 0."""
+    config = parse_config(
+        config_class,
+        sys.argv[1:] if argv is None else argv,
+        os.environ,
+        prog=f"hydramesh-{service}",
+        description=description,
+    )
+    log = configure_logging(service, node_name(node(config)), level=config.log_level, fmt=config.log_format)
     trio.run(lambda: run_until_signalled(serve, config, drain_timeout=drain_timeout, log=log))

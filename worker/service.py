@@ -21,7 +21,7 @@ import structlog
 import trio
 
 from hydramesh.common.chunking import Image, split
-from hydramesh.common.errors import DecodeError, ErrorCode, InvalidRequest
+from hydramesh.common.errors import DecodeError, ErrorCode
 from hydramesh.common.heartbeat import Heartbeat, TaskProgress
 from hydramesh.common.result import Accepted, Failure, ResultMessage, encode_result
 from hydramesh.common.result_cache import ResultCache
@@ -81,12 +81,9 @@ class Worker:
             return
         try:
             message = parse_task(datagram.payload)
-        except InvalidRequest as exc:
-            self.drops["invalid"] += 1
-            self._reply(sender, Failure.invalid(exc))
-            return
         except DecodeError as exc:
             self.drops[exc.reason] += 1
+            self._reply(sender, Failure.rejecting(exc))
             return
         now = trio.current_time()
         if isinstance(message, GenerateRequest):

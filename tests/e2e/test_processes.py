@@ -46,6 +46,8 @@ async def test_ten_prompts_over_two_workers(cluster_spec, cluster_log):
             assert picture.format == "PNG" and picture.size == size
         assert {image.info.worker for _, image in images.values()} == {"worker-0", "worker-1"}
         nursery.cancel_scope.cancel()
+    # SIGTERM on shutdown: every process drained and exited 0.
+    assert [c.process.returncode for c in cluster.children] == [0, 0, 0]
 
 
 async def test_same_seed_gives_identical_bytes_across_processes(cluster_spec, cluster_log):
@@ -93,3 +95,29 @@ async def test_kill_9_of_a_worker_loses_no_request(cluster_spec, cluster_log):
         assert status["counts"]["redispatched"] >= 1
         assert [w["id"] for w in status["workers"]] == ["worker-0"]
         nursery.cancel_scope.cancel()
+
+
+async def test_sigterm_drains_held_work_and_exits_zero(cluster_spec, cluster_log):
+    spec = cluster_spec(workers=1, restart=False)
+    async with trio.open_nursery() as nursery:
+        cluster = await start(nursery, spec, cluster_log)
+        async with ClusterClient.connect(cluster.head_address) as client:
+            started = trio.Event()
+            with trio.fail_after(120):
+                async with trio.open_nursery() as requests:
+                    result = {}
+
+                    async def long_request():
+                        request = GenerateRequest("drain", "finish me", width=64, height=64, steps=60, seed=1, progress=True)
+                        result["image"] = await client.generate(
+                            request, on_progress=lambda _id, step, steps: step >= 1 and started.set()
+                        )
+
+                    requests.start_soon(long_request)
+                    await started.wait()
+                    worker = next(c for c in cluster.children if c.name == "worker-0")
+                    worker.process.send_signal(signal.SIGTERM)
+                    assert await worker.process.wait() == 0
+        assert decode(result["image"]).size == (64, 64)
+        nursery.cancel_scope.cancel()
+    assert [c.process.returncode for c in cluster.children] == [0, 0]
