@@ -81,3 +81,13 @@ def test_router_reaps_on_its_deadline():
     assert "w" in router.registry.workers
     router.tick(5.95)
     assert "w" not in router.registry.workers
+
+
+def test_a_model_still_loading_gets_no_work():
+    registry = Registry(timeout=3.0)
+    registry.observe(beat("a", models=(ModelState("m", state="loading", loaded=False), ModelState("n"))), ("h", 1), 0)
+    assert registry.advertised("m")  # admitted: it will be ready soon…
+    assert registry.pick("m") is None  # …but not dispatched yet
+    assert registry.pick("n").id == "a"
+    registry.observe(beat("a", models=(ModelState("m", state="failed", loaded=False),)), ("h", 1), 1)
+    assert not registry.advertised("m")  # a failed model is not served at all
