@@ -22,6 +22,7 @@ SCHEDULERS = ("ddim", "euler", "euler_a", "dpm++", "dpm++_karras", "pndm", "unip
 MIME_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
 MAX_SEED = (1 << 32) - 1
 MAX_ID_LEN = 64
+MAX_ATTEMPT = 1000
 # Ids travel in logs, metrics labels and file names: keep them printable.
 _ID_PATTERN = re.compile(r"[A-Za-z0-9._:@/+=-]+")
 
@@ -57,6 +58,9 @@ class GenerateRequest:
     seed: int | None = None
     format: str = "png"
     progress: bool = False
+    # Set by the head on dispatch: a fencing token that tells a worker which
+    # dispatch of this id a later cancel is about. Clients leave it out.
+    attempt: int | None = None
 
     op = "generate"
 
@@ -79,10 +83,14 @@ class GenerateRequest:
 @attrs.frozen
 class CancelRequest:
     id: str
+    attempt: int | None = None  # from the head: only that dispatch (or a newer one) is cancelled
     op = "cancel"
 
     def to_json(self) -> dict[str, Any]:
-        return {"v": PROTOCOL_VERSION, "op": self.op, "id": self.id}
+        body: dict[str, Any] = {"v": PROTOCOL_VERSION, "op": self.op, "id": self.id}
+        if self.attempt is not None:
+            body["attempt"] = self.attempt
+        return body
 
     def encode(self) -> bytes:
         return dump_object(self.to_json())
@@ -143,7 +151,7 @@ def task_from_json(obj: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> Task
     request_id = _read_id(fields)
     message: TaskMessage
     if op == "cancel":
-        message = CancelRequest(request_id)
+        message = CancelRequest(request_id, fields.integer("attempt", lo=1, hi=MAX_ATTEMPT, default=None))
     elif op == "resend":
         missing = fields.int_list("missing", lo=0, hi=(1 << 16) - 1, max_items=limits.max_missing, default=())
         message = ResendRequest(request_id, missing)
@@ -165,6 +173,7 @@ def task_from_json(obj: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> Task
             seed=fields.integer("seed", lo=0, hi=MAX_SEED, default=None),
             format=fields.choice("format", FORMATS, default="png"),
             progress=fields.boolean("progress", default=False),
+            attempt=fields.integer("attempt", lo=1, hi=MAX_ATTEMPT, default=None),
         )
     fields.finish()
     return message

@@ -21,7 +21,12 @@ class HeadConfig:
         3.0, "--heartbeat-timeout", env="HEAD_HEARTBEAT_TIMEOUT", help="seconds of silence after which a worker is dropped"
     )
     queue_max: int = option(256, "--queue-max", env="HEAD_QUEUE_MAX", help="queued tasks beyond which new ones get 'busy'")
-    max_attempts: int = option(3, "--max-attempts", env="HEAD_MAX_ATTEMPTS", help="dispatches of one task before 'worker_failed'")
+    max_attempts: int = option(
+        3, "--max-attempts", env="HEAD_MAX_ATTEMPTS", help="workers that may lose one task (after acknowledging it) before 'worker_failed'"
+    )
+    max_dispatches: int = option(
+        10, "--max-dispatches", env="HEAD_MAX_DISPATCHES", help="dispatches of one task in all, lost datagrams included"
+    )
     queue_timeout: float = option(
         600.0, "--queue-timeout", env="HEAD_QUEUE_TIMEOUT", help="seconds a task may wait for a worker before 'timeout'"
     )

@@ -83,7 +83,8 @@ class Task:
     client: Address
     admitted: float
     queued_at: float
-    attempts: int = 0
+    attempts: int = 0  # dispatches so far; also the fencing token of the newest
+    failures: int = 0  # dispatches a worker acknowledged and then lost
     lease: Lease | None = None
     cancel_requested: bool = False
     tried: list[str] = attrs.Factory(list)  # workers that held it and lost it
@@ -258,7 +259,7 @@ class Router:
         if task.lease is None:
             self._finish_failed(task, ErrorCode.CANCELLED, "cancelled before it started", now)
         else:
-            self._to_worker(task.lease.worker, MsgType.TASK, CancelRequest(task.id).encode())
+            self._cancel_on_worker(task, task.lease.worker)
 
     def _on_resend(self, message: ResendRequest, sender: Address, now: float) -> None:
         cached = self.results.get(message.id, now)
@@ -293,7 +294,7 @@ class Router:
                 lease.acked = True
                 self._report_progress(task, lease, held.step, held.steps)
                 if task.cancel_requested:
-                    self._to_worker(entry.id, MsgType.TASK, CancelRequest(task_id).encode())
+                    self._cancel_on_worker(task, entry.id)
                 continue
             if not lease.acked:
                 if now - lease.dispatched >= self.config.ack_grace:
@@ -336,6 +337,11 @@ class Router:
             self._release(task)
             self._enqueue(task, now, front=True)
             self._dispatch(now)
+            return
+        if failure.code is ErrorCode.CANCELLED and not task.cancel_requested:
+            # The answer to a cancel the head sent when it moved the task:
+            # the client asked for nothing of the sort.
+            self.drops["unrequested_cancel"] += 1
             return
         if failure.code is ErrorCode.UNKNOWN_MODEL and task.request.model is not None:
             # This worker could not load the model; another may still serve it.
@@ -442,7 +448,12 @@ class Router:
         entry.dispatched += 1
         self.counts["dispatched"] += 1
         self.deadlines.push(lease.expires, ("lease", task.id))
-        self._send(entry.address, MsgType.TASK, task.request.encode())
+        self._send(entry.address, MsgType.TASK, attrs.evolve(task.request, attempt=task.attempts).encode())
+
+    def _cancel_on_worker(self, task: Task, worker: str) -> None:
+        # Fenced by the attempt: a delayed cancel of an abandoned dispatch
+        # must not stop a newer dispatch of the same id on the same worker.
+        self._to_worker(worker, MsgType.TASK, CancelRequest(task.id, attempt=task.attempts).encode())
 
     def _ttl(self, request: GenerateRequest) -> float:
         steps = request.steps or _ASSUMED_STEPS
@@ -466,16 +477,20 @@ class Router:
         if lease is not None:
             task.tried.append(lease.worker)
             # Tell the old worker to stop; if it is dead this is lost, harmlessly.
-            self._to_worker(lease.worker, MsgType.TASK, CancelRequest(task.id).encode())
+            self._cancel_on_worker(task, lease.worker)
+        # Only work a worker acknowledged and then lost counts as its failure;
+        # a TASK datagram lost on the way says nothing about the task.
+        if lease is not None and lease.acked:
+            task.failures += 1
         self.log.info("task_lost", task_id=task.id, worker=lease and lease.worker, reason=reason, attempts=task.attempts)
         if task.cancel_requested:
             self._finish_failed(task, ErrorCode.CANCELLED, "cancelled", now)
             return
-        if task.attempts >= self.config.max_attempts:
+        if task.failures >= self.config.max_attempts or task.attempts >= self.config.max_dispatches:
             self._finish_failed(
                 task,
                 ErrorCode.WORKER_FAILED,
-                f"failed on {task.attempts} dispatch(es); last: {reason}",
+                f"lost by {task.failures} worker(s) in {task.attempts} dispatch(es); last: {reason}",
                 now,
             )
             return

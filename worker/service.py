@@ -94,8 +94,10 @@ class Worker:
             self._on_resend(message, sender, now)
 
     def _on_generate(self, request: GenerateRequest, sender: Address, now: float) -> None:
-        if request.id in self.jobs:
-            self.jobs[request.id].reply_to = sender
+        job = self.jobs.get(request.id)
+        if job is not None:
+            job.reply_to = sender
+            job.attempt = max(job.attempt, request.attempt or 0)
             self._reply(sender, Accepted(request.id))
             return
         cached = self.finished.get(request.id, now)
@@ -113,7 +115,7 @@ class Worker:
                 sender, Failure(request.id, ErrorCode.UNKNOWN_MODEL, f"worker {self.worker_id} serves {', '.join(sorted(served))}")
             )
             return
-        self.jobs[request.id] = Job(request, sender, now)
+        self.jobs[request.id] = Job(request, sender, now, attempt=request.attempt or 0)
         self.queue.append(request.id)
         self.counts["accepted"] += 1
         self._reply(sender, Accepted(request.id))
@@ -121,8 +123,8 @@ class Worker:
 
     def _on_cancel(self, message: CancelRequest, sender: Address) -> None:
         job = self.jobs.get(message.id)
-        if job is None:
-            return
+        if job is None or (message.attempt is not None and message.attempt < job.attempt):
+            return  # unknown, or about an earlier dispatch this one replaced
         job.cancelled = True
         if not job.running:
             self.queue.remove(job.id)
@@ -209,7 +211,10 @@ class Worker:
             payloads = (encode_result(Failure(job.id, code, str(outcome) or type(outcome).__name__)),)
             self.counts["failed"] += 1
             ok = False
-        self.finished.put(job.id, payloads, ok, now)
+        # A cancellation is not a result to serve again: a newer dispatch of
+        # the same id must run, not be answered "cancelled".
+        if not isinstance(outcome, JobCancelled):
+            self.finished.put(job.id, payloads, ok, now)
         for payload in payloads:
             self.endpoint.send(MsgType.RESULT, payload, job.reply_to)
 

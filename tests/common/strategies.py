@@ -26,10 +26,11 @@ generate_requests = st.builds(
     seed=st.none() | st.integers(0, MAX_SEED),
     format=st.sampled_from(FORMATS),
     progress=st.booleans(),
+    attempt=st.none() | st.integers(1, 1000),
 )
 task_messages = (
     generate_requests
-    | st.builds(CancelRequest, id=ids)
+    | st.builds(CancelRequest, id=ids, attempt=st.none() | st.integers(1, 1000))
     | st.builds(ResendRequest, id=ids, missing=st.lists(st.integers(0, 65535), max_size=50).map(tuple))
 )
 

@@ -142,20 +142,42 @@ def test_lease_expires_without_progress_and_is_extended_by_progress():
     (moved,) = b.received()
     assert moved.id == "r1"
     assert router.statistics(18.0).count("leases_expired") == 1
-    assert [t for t in a.received() if isinstance(t, CancelRequest)] == [CancelRequest("r1")]
+    assert [t for t in a.received() if isinstance(t, CancelRequest)] == [CancelRequest("r1", attempt=1)]
 
 
-def test_retry_limit_ends_in_worker_failed():
-    router, fakes = setup(workers=3, max_attempts=2, ack_grace=0.1)
+def test_workers_that_lose_acknowledged_work_use_up_the_attempts():
+    router, fakes = setup(workers=3, max_attempts=2, heartbeat_timeout=3.0)
     submit(router, req(), 0.0)
     client_results(router)
-    for t in (0.5, 1.0):
-        for fake in fakes:
-            fake.received()
-            fake.beat(t)  # nobody ever holds the task
+    (first,) = fakes[0].received()
+    fakes[0].accept("r1", 0.1)
+    for fake in fakes[1:]:
+        fake.beat(2.9)
+    router.tick(3.0)  # w0 dies holding it: failure 1
+    holder = next(f for f in fakes[1:] if f.received())
+    holder.accept("r1", 3.1)
+    for fake in fakes:
+        if fake is not holder:
+            fake.beat(5.9)
+    router.tick(5.95)  # the second holder dies too: failure 2 of 2
     (failure,) = client_results(router)
     assert isinstance(failure, Failure) and failure.code is ErrorCode.WORKER_FAILED
-    assert "2 dispatch" in failure.message
+    assert "lost by 2 worker(s) in 2 dispatch(es)" in failure.message
+
+
+def test_lost_task_datagrams_do_not_use_up_the_attempts_but_are_bounded():
+    router, fakes = setup(workers=2, max_attempts=1, max_dispatches=4, ack_grace=0.1)
+    submit(router, req(), 0.0)
+    client_results(router)
+    for t in (0.5, 1.0, 1.5):
+        for fake in fakes:
+            fake.received()  # every TASK datagram is lost
+            fake.beat(t)
+    assert client_results(router) == [] and router.tasks["r1"].attempts == 4
+    for fake in fakes:
+        fake.beat(2.0)
+    (failure,) = client_results(router)
+    assert failure.code is ErrorCode.WORKER_FAILED and "lost by 0 worker(s) in 4 dispatch(es)" in failure.message
 
 
 def test_missing_chunks_are_rerequested_from_the_worker():
@@ -202,7 +224,7 @@ def test_cancel_of_queued_and_running_tasks():
     (failure,) = client_results(router)
     assert failure.id == "wait" and failure.code is ErrorCode.CANCELLED
     router.handle_task(CancelRequest("run").encode(), CLIENT, 1.2)
-    assert a.received() == [CancelRequest("run")]
+    assert a.received() == [CancelRequest("run", attempt=1)]
     router.handle_result(encode_result(Failure("run", ErrorCode.CANCELLED, "stopped at step 3")), a.address, 1.3)
     (failure,) = client_results(router)
     assert failure.id == "run" and failure.code is ErrorCode.CANCELLED
@@ -297,3 +319,24 @@ def test_restarted_worker_loses_its_leases():
     a.beat(2.0)
     moved = [t for t in (a.received() + b.received()) if isinstance(t, GenerateRequest)]
     assert [t.id for t in moved] == ["r1"]
+
+
+def test_dispatches_are_numbered_and_cancels_fenced():
+    router, (a, b) = setup(ack_grace=0.1)
+    submit(router, req(), 1.0)
+    (first,) = a.received()
+    assert first.attempt == 1
+    a.beat(1.5)  # never acknowledged: moved to b, and a told to stop attempt 1
+    assert a.received() == [CancelRequest("r1", attempt=1)]
+    (second,) = b.received()
+    assert second.attempt == 2
+
+
+def test_a_cancelled_answer_nobody_asked_for_is_not_passed_on():
+    router, (a, _) = setup()
+    submit(router, req(), 1.0)
+    client_results(router)
+    a.received()
+    router.handle_result(encode_result(Failure("r1", ErrorCode.CANCELLED, "stale cancel")), a.address, 1.2)
+    assert client_results(router) == [] and "r1" in router.tasks
+    assert router.statistics(1.2).drops["unrequested_cancel"] == 1

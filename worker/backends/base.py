@@ -33,6 +33,7 @@ class Job:
     request: GenerateRequest
     reply_to: Address
     received: float
+    attempt: int = 0  # the newest dispatch of this id seen (the head's fencing token)
     cancelled: bool = False
     running: bool = False
     step: int = 0
