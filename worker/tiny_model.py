@@ -110,8 +110,11 @@ def _write_pipeline(root: Path) -> None:
     # Imported here so that finding an existing model never pays for torch/diffusers.
     import diffusers
     import torch
+    import transformers
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
+
+    transformers.utils.logging.disable_progress_bar()  # "Writing model shards" on stderr
 
     vocab = _byte_level_vocab()
     bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
