@@ -80,17 +80,21 @@ class RateLimiter:
 
     def prune(self, now: float) -> None:
         """Forget sources whose bucket has refilled completely."""
-        full_after = self.burst / self.rate if self.enabled else 0.0
         while self._buckets:
             source, bucket = next(iter(self._buckets.items()))
-            if now - bucket.last < full_after:
+            if self._full_at(bucket) > now:
                 break
             del self._buckets[source]
 
     def next_prune(self) -> float:
-        if not self._buckets:
+        if not self._buckets or not self.enabled:
             return math.inf
-        return next(iter(self._buckets.values())).last + self.burst / self.rate
+        return self._full_at(next(iter(self._buckets.values())))
+
+    def _full_at(self, bucket: _Bucket) -> float:
+        # The one expression both prune() and next_prune() use: a timer
+        # that wakes at next_prune() must find that bucket due, to the bit.
+        return bucket.last + (self.burst / self.rate if self.enabled else 0.0)
 
     def __len__(self) -> int:
         return len(self._buckets)
