@@ -43,6 +43,7 @@ class ClusterSpec:
     http_port: int = 7780
     shim_port: int | None = None  # the shim's UDP ingress; None: no shim
     shim_http_port: int = 8080  # its OpenAI-compatible API (-1: none)
+    shim_args: tuple[str, ...] = ()
     worker_args: tuple[str, ...] = ()
     log_format: str = "json"
     log_level: str = "info"
@@ -105,7 +106,7 @@ class LocalCluster:
             "shim",
             [sys.executable, "-m", "hydramesh.shim", "--host", "127.0.0.1", "--ingress-port", str(spec.shim_port),
              "--node-target", f"127.0.0.1:{spec.head_port}", "--http-port", str(spec.shim_http_port),
-             "--head-status-url", self.status_url, *common],
+             "--head-status-url", self.status_url, *common, *spec.shim_args],
         )
         return [head, *workers, shim]
 

@@ -21,14 +21,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image as PILImage
-
 from hydramesh.client.local_cluster import free_port
+from PIL import Image as PILImage
 
 pytestmark = pytest.mark.e2e
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-BLOCK = re.compile(r"```(sh|python)\n(.*?)```", re.S)
+BLOCK = re.compile(r"```(sh|python)\n(.*?)```", re.DOTALL)
 
 
 def shim_examples() -> list[tuple[str, str]]:
@@ -40,7 +39,7 @@ def shim_examples() -> list[tuple[str, str]]:
 def namespace_works() -> bool:
     if os.environ.get("HYDRAMESH_TEST_NO_NETNS") or not shutil.which("unshare") or not shutil.which("ip"):
         return False
-    probe = subprocess.run(["unshare", "-rn", "ip", "link", "set", "lo", "up"], capture_output=True)
+    probe = subprocess.run(["unshare", "-rn", "ip", "link", "set", "lo", "up"], capture_output=True, check=False)
     return probe.returncode == 0
 
 
@@ -105,12 +104,13 @@ def test_readme_shim_examples_work_as_written(tmp_path):
         assert rc == 0, f"README example {n} failed ({'isolated' if isolated else 'ports swapped'}):\n{examples[n][1]}\n---\n{out}\n---\n{logs[-3000:]}"
     order = [next(i for i, (_, code) in enumerate(examples) if needle in code) for needle in ("socket", "--via shim", "n\": 2", "/v1/models", "openai")]
     udp, via_shim, curl_images, curl_misc, sdk = order
+    assert result(curl_images)[1] == result(sdk)[1] == ""  # they only write files
     assert re.fullmatch(r"fox\.png: \d+ bytes, seed 7\n", result(udp)[1])
     assert "wrote fox.png (64x64 image/png" in result(via_shim)[1]
     assert png_size(tmp_path / "fox.png") == (64, 64)
     out = result(curl_misc)[1]
     assert '{"object":"list","data":[{"id":"null","object":"model","created":0,"owned_by":"hydramesh"}]}' in out
-    expected_error = re.search(r"^# (\{\"error\".*\})$", examples[curl_misc][1], re.M)[1]
+    expected_error = re.search(r"^# (\{\"error\".*\})$", examples[curl_misc][1], re.MULTILINE)[1]
     assert expected_error in out  # the README shows the exact answer
     assert '"status":"ok"' in out
     assert "hydramesh_shim_images_total 2" in out  # the two from the first curl example

@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 import trio
-
 from hydramesh.client.cluster import ClusterError
 from hydramesh.common.chunking import Image
 from hydramesh.common.errors import ErrorCode

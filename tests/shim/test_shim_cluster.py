@@ -6,11 +6,10 @@ import hashlib
 import socket
 
 import trio
-
-from hydramesh.client.cluster import ClusterClient, ClusterError
+from hydramesh.client.cluster import ClusterClient
+from hydramesh.common import wire
 from hydramesh.common.chunking import Image
 from hydramesh.common.errors import ErrorCode
-from hydramesh.common import wire
 from hydramesh.common.result import Accepted, Failure, encode_result
 from hydramesh.common.task import GenerateRequest
 from hydramesh.head.config import HeadConfig
@@ -63,7 +62,7 @@ async def test_two_clients_with_the_same_id_at_once_get_their_own_images(autojum
 
 async def test_the_cluster_client_works_through_the_shim(autojump_clock):
     async with trio.open_nursery() as nursery:
-        head, _, shim = await start_shim_cluster(nursery)
+        _, _, shim = await start_shim_cluster(nursery)
         async with ClusterClient.connect(shim.address, bare=True) as client:
             results = {}
 
@@ -123,7 +122,7 @@ async def test_malformed_datagrams_do_not_disturb_a_concurrent_workload(autojump
         # The vandal was told what was wrong, never given anything else.
         with trio.move_on_after(1):
             while True:
-                message, _ = await vandal.recv()
+                await vandal.recv()
         assert {type(m) for m in vandal.received} == {Failure}
         assert {m.code for m in vandal.received} == {ErrorCode.INVALID}
         vandal.close()
@@ -132,7 +131,7 @@ async def test_malformed_datagrams_do_not_disturb_a_concurrent_workload(autojump
 
 async def test_lost_chunks_are_recovered_with_resend_through_the_mapping(autojump_clock):
     async with trio.open_nursery() as nursery:
-        head, _, shim = await start_shim_cluster(nursery, max_datagram=500)
+        _, _, shim = await start_shim_cluster(nursery, max_datagram=500)
         client = await RawClient.open(shim.address)
         image = await client.generate(
             {"id": "big", "prompt": "p", "width": 256, "height": 256, "format": "jpeg", "seed": 3}, lose=frozenset({0, 2})
@@ -145,7 +144,7 @@ async def test_lost_chunks_are_recovered_with_resend_through_the_mapping(autojum
 
 async def test_cancel_through_the_shim(autojump_clock):
     async with trio.open_nursery() as nursery:
-        head, _, shim = await start_shim_cluster(nursery, workers=1, null_delay=60.0)
+        _, _, shim = await start_shim_cluster(nursery, workers=1, null_delay=60.0)
         client = await RawClient.open(shim.address)
         await client.send({"id": "slow", "prompt": "p", "steps": 20})
         assert (await client.recv())[0] == Accepted("slow")
@@ -160,7 +159,7 @@ async def test_cancel_through_the_shim(autojump_clock):
 
 async def test_rate_limit_and_mapping_expiry_at_the_service(autojump_clock):
     async with trio.open_nursery() as nursery:
-        head, _, shim = await start_shim_cluster(nursery, shim_kwargs={"rate": 1.0, "burst": 2, "mapping_ttl": 20.0})
+        _, _, shim = await start_shim_cluster(nursery, shim_kwargs={"rate": 1.0, "burst": 2, "mapping_ttl": 20.0})
         client = await RawClient.open(shim.address)
         for i in range(3):
             await client.send({"id": f"q{i}", "prompt": "p", "width": 64, "height": 64})
@@ -183,7 +182,7 @@ async def test_a_keyed_cluster_through_the_shim(autojump_clock, tmp_path):
     key_file.write_text("s3cret\n")
     async with trio.open_nursery() as nursery:
         head_config = HeadConfig(host="127.0.0.1", port=0, http_port=-1, seed=1, cluster_key_file=key_file)
-        head, _, shim = await start_shim_cluster(
+        _, _, shim = await start_shim_cluster(
             nursery, head_config=head_config, cluster_key_file=key_file, shim_kwargs={"cluster_key_file": key_file}
         )
         async with ClusterClient.connect(shim.address, bare=True) as client:
@@ -195,7 +194,7 @@ async def test_a_keyed_cluster_through_the_shim(autojump_clock, tmp_path):
 
 async def test_results_only_from_the_head(autojump_clock):
     async with trio.open_nursery() as nursery:
-        head, _, shim = await start_shim_cluster(nursery)
+        _, _, shim = await start_shim_cluster(nursery)
         stranger = trio.socket.socket(type=socket.SOCK_DGRAM)
         await stranger.bind(("127.0.0.1", 0))
         forged = wire.encode(wire.MsgType.RESULT, 1, 0, encode_result(Failure("x", ErrorCode.INTERNAL, "forged")))

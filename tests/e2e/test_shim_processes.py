@@ -1,0 +1,83 @@
+"""Head, workers (tiny diffusers model) and shim as separate OS processes."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import socket
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+import trio
+from hydramesh.client.cluster import ClusterClient
+from hydramesh.client.local_cluster import free_port
+from hydramesh.common.chunking import Image
+from hydramesh.common.task import GenerateRequest
+from PIL import Image as PILImage
+
+from ..shim.raw_client import RawClient
+from .conftest import start
+
+pytestmark = pytest.mark.e2e
+
+
+def picture(data: bytes) -> PILImage.Image:
+    image = PILImage.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+async def test_the_tiny_model_through_the_shim(cluster_spec, cluster_log, tmp_path):
+    spec = cluster_spec(shim_port=free_port(), shim_http_port=free_port(socket.SOCK_STREAM))
+    async with trio.open_nursery() as nursery:
+        cluster = await start(nursery, spec, cluster_log)
+        with trio.fail_after(180):
+            # Raw UDP clients, two of them with the same id at once.
+            got = {}
+
+            async def raw(name, request_id, prompt, seed):
+                client = await RawClient.open(cluster.shim_address)
+                body = {"id": request_id, "prompt": prompt, "width": 64, "height": 64, "steps": 4, "seed": seed}
+                got[name] = (body, await client.generate(body, quiet=5.0))
+                client.close()
+
+            async with trio.open_nursery() as clients:
+                clients.start_soon(raw, "a", "same", "a lighthouse at dusk", 11)
+                clients.start_soon(raw, "b", "same", "a red fox in the snow", 12)
+                clients.start_soon(raw, "c", "other", "a lighthouse at dusk", 13)
+            assert all(isinstance(image, Image) for _, image in got.values())
+            assert got["a"][1].info.id == got["b"][1].info.id == "same"
+            # Byte-exact: each equals the same request sent straight to the head.
+            async with ClusterClient.connect(cluster.head_address) as direct:
+                for name, (body, image) in got.items():
+                    fields = {k: v for k, v in body.items() if k != "id"}
+                    same = await direct.generate(GenerateRequest(f"direct-{name}", **fields), timeout=120)
+                    assert same.data == image.data and same.info.sha256 == image.info.sha256, name
+            assert len({image.data for _, image in got.values()}) == 3
+
+            # The openai SDK against the shim process.
+            client = openai.OpenAI(base_url=f"{cluster.shim_url}/v1", api_key="sk-unused", max_retries=0, timeout=120)
+            result = await trio.to_thread.run_sync(
+                functools.partial(client.images.generate, prompt="a lighthouse at dusk", n=2, size="64x64", extra_body={"steps": 4})
+            )
+            images = [picture(base64.b64decode(entry.b64_json)) for entry in result.data]
+            assert [(i.format, i.size) for i in images] == [("PNG", (64, 64))] * 2
+            assert images[0].tobytes() != images[1].tobytes()
+            models = await trio.to_thread.run_sync(client.models.list)
+            assert [m.id for m in models.data] == ["hydramesh-tiny"]
+
+            # And the CLI through the shim.
+            out = tmp_path / "via-shim.png"
+            done = await trio.run_process(
+                [str(Path(sys.executable).with_name("hydramesh")), "generate", "a lighthouse at dusk", "--via", "shim",
+                 "--target", f"127.0.0.1:{spec.shim_port}", "--size", "64x64", "--steps", "4", "--seed", "11", "-o", str(out), "-q"],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr.decode()
+            assert out.read_bytes() == got["a"][1].data
+        nursery.cancel_scope.cancel()
