@@ -12,11 +12,12 @@ from pathlib import Path
 import openai
 import pytest
 import trio
+from PIL import Image as PILImage
+
 from hydramesh.client.cluster import ClusterClient
 from hydramesh.client.local_cluster import free_port
 from hydramesh.common.chunking import Image
 from hydramesh.common.task import GenerateRequest
-from PIL import Image as PILImage
 
 from ..shim.raw_client import RawClient
 from .conftest import start

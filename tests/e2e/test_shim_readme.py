@@ -21,8 +21,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydramesh.client.local_cluster import free_port
 from PIL import Image as PILImage
+
+from hydramesh.client.local_cluster import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -7,6 +7,7 @@ import json
 import socket
 
 import trio
+
 from hydramesh.common.chunking import Image, Reassembly
 from hydramesh.common.result import Chunk, Failure, decode_result
 

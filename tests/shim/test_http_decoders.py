@@ -6,14 +6,15 @@ import json
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from hydramesh.common.errors import ErrorCode
 from hydramesh.common.task import GenerateRequest
 from hydramesh.shim.api_errors import ApiError, from_cluster
 from hydramesh.shim.auth import ApiKeys, parse_api_keys
 from hydramesh.shim.head_status import models_from_status
 from hydramesh.shim.images import parse_images_request
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def parse(body, max_images=4):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from hydramesh.common.task import MAX_ID_LEN
-from hydramesh.shim.idmap import INTERNAL_ID_LEN, IdMap
 from hypothesis import given
 from hypothesis import strategies as st
+
+from hydramesh.common.task import MAX_ID_LEN
+from hydramesh.shim.idmap import INTERNAL_ID_LEN, IdMap
 
 BOOT = "0123456789abcdef0123456789"
 A = ("10.0.0.1", 5000)

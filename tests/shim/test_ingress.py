@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from hydramesh.common.chunking import Image, Reassembly, split
 from hydramesh.common.errors import ErrorCode
 from hydramesh.common.result import Accepted, Chunk, Failure, Progress, decode_result, encode_result
@@ -12,8 +15,6 @@ from hydramesh.common.task import CancelRequest, GenerateRequest, ResendRequest,
 from hydramesh.common.wire import HEADER_SIZE
 from hydramesh.shim.idmap import INTERNAL_ID_LEN
 from hydramesh.shim.ingress import ToClient, ToHead, readdress_result
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from ..common.strategies import ids, result_messages
 from .helpers import ALICE, BOB, head_says, make_ingress, to_client, to_head

@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hydramesh.shim.limits import AllowList, RateLimiter, parse_networks
 from hypothesis import given
 from hypothesis import strategies as st
+
+from hydramesh.shim.limits import AllowList, RateLimiter, parse_networks
 
 
 def test_burst_then_rate_with_exact_retry_after():

@@ -11,10 +11,11 @@ import io
 import openai
 import pytest
 import trio
+from PIL import Image as PILImage
+
 from hydramesh.client.cluster import ClusterClient
 from hydramesh.common.task import GenerateRequest
 from hydramesh.head.config import HeadConfig
-from PIL import Image as PILImage
 
 from .cluster import start_shim_cluster
 

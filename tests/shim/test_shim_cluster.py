@@ -6,6 +6,7 @@ import hashlib
 import socket
 
 import trio
+
 from hydramesh.client.cluster import ClusterClient
 from hydramesh.common import wire
 from hydramesh.common.chunking import Image
