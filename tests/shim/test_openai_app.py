@@ -225,3 +225,27 @@ async def test_draining_answers_503_with_retry_after():
         assert_openai_error(response, 503, "draining")
         assert response.headers["retry-after"] == "5"
         assert (await http.get("/healthz")).status_code == 503
+
+
+async def test_requests_wait_on_the_cluster_without_blocking_each_other():
+    everyone_waiting = trio.Event()
+
+    async def behaviour(request):
+        await everyone_waiting.wait()  # released only once all ten are in flight at once
+        return await ScriptedCluster.image(request)
+
+    cluster = ScriptedCluster(behaviour)
+    async with serving(cluster) as (http, front, _):
+        statuses = []
+
+        async def one(i):
+            statuses.append((await http.post("/v1/images/generations", json={"prompt": f"p{i}"})).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(10):
+                nursery.start_soon(one, i)
+            with trio.fail_after(10):
+                while front.in_flight < 10:
+                    await trio.sleep(0.01)
+            everyone_waiting.set()
+        assert statuses == [200] * 10 and front.images == 10

@@ -14,6 +14,8 @@ from hydramesh.common.errors import ErrorCode
 from hydramesh.common.result import Accepted, Failure, encode_result
 from hydramesh.common.task import GenerateRequest
 from hydramesh.head.config import HeadConfig
+from hydramesh.shim.config import ShimConfig
+from hydramesh.shim.service import serve as serve_shim
 
 from .cluster import start_shim_cluster
 from .raw_client import RawClient
@@ -204,4 +206,47 @@ async def test_results_only_from_the_head(autojump_clock):
         await trio.sleep(0.1)
         assert shim.statistics().dropped("not_from_head", "cluster") == 1
         stranger.close()
+        nursery.cancel_scope.cancel()
+
+
+async def test_drain_refuses_new_requests_and_finishes_held_ones(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        _, _, shim = await start_shim_cluster(nursery, null_delay=5.0)
+        old, new = await RawClient.open(shim.address), await RawClient.open(shim.address)
+        got = {}
+
+        async def held():
+            got["old"] = await old.generate({"id": "held", "prompt": "p", "width": 64, "height": 64}, quiet=10.0)
+
+        nursery.start_soon(held)
+        while shim.ingress.ids.unfinished() < 1:
+            await trio.sleep(0.01)
+        drained = trio.Event()
+
+        async def drain():
+            await shim.drain(60.0)
+            drained.set()
+
+        nursery.start_soon(drain)
+        await trio.sleep(0.5)
+        await new.send({"id": "late", "prompt": "p"})
+        message, _ = await new.recv()
+        assert isinstance(message, Failure) and message.code is ErrorCode.BUSY and message.retry_after == 5.0
+        assert not drained.is_set()
+        await drained.wait()
+        assert isinstance(got["old"], Image) and got["old"].info.id == "held"
+        assert shim.statistics().count("rejected_draining") == 1 and shim.statistics().draining
+        old.close(), new.close()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_host_name_node_target(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        head, _, _ = await start_shim_cluster(nursery, workers=1)
+        shim = await nursery.start(
+            serve_shim, ShimConfig(host="127.0.0.1", ingress_port=0, http_port=-1, node_target=f"localhost:{head.address[1]}")
+        )
+        assert shim.head == ("127.0.0.1", head.address[1])
+        async with ClusterClient.connect(shim.address, bare=True) as client:
+            assert (await client.generate(GenerateRequest("n", "p", width=8, height=8))).info.id == "n"
         nursery.cancel_scope.cancel()
