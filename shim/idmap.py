@@ -45,7 +45,9 @@ class Relay:
     client_id: str
     created: float
     last: float
-    finished: bool = False  # a terminal result (an image chunk or an error) went back
+    # A generate went to the head and no final answer (a chunk of the image,
+    # an error, or busy) has come back since: the head holds work for it.
+    waiting: bool = False
 
 
 @attrs.define(eq=False)
@@ -139,5 +141,6 @@ class IdMap:
     def sources(self) -> int:
         return len(self._per_source)
 
-    def unfinished(self) -> int:
-        return sum(1 for relay in self._by_internal.values() if not relay.finished)
+    def waiting(self) -> int:
+        """Relays whose request the head is working on (drain waits for these)."""
+        return sum(1 for relay in self._by_internal.values() if relay.waiting)

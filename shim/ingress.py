@@ -158,6 +158,7 @@ class Ingress:
         else:
             self.counts["repeated"] += 1
         self.counts["forwarded_generate"] += 1
+        relay.waiting = True
         self.outbox.append(ToHead(attrs.evolve(request, id=relay.internal).encode()))
 
     def _known(self, client_id: str, source: Address, now: float) -> Relay | None:
@@ -198,8 +199,8 @@ class Ingress:
         except ValueError:
             self.drops["bad_result"] += 1
             return
-        if isinstance(message, Chunk) or (isinstance(message, Failure) and message.code is not ErrorCode.BUSY):
-            relay.finished = True
+        if isinstance(message, (Chunk, Failure)):
+            relay.waiting = False  # an image, an error, or busy: nothing held for it now
         self.relayed[message.status] += 1
         self.outbox.append(ToClient(relay.client, out))
 

@@ -20,7 +20,7 @@ def render(stats: ShimStatistics) -> str:
         [({"socket": socket, "reason": reason}, v) for (socket, reason), v in sorted(stats.drops.items())],
     )
     out.gauge("mappings", "Live id mappings of ingress requests", stats.mappings)
-    out.gauge("mappings_unfinished", "Id mappings still waiting for a terminal result", stats.unfinished)
+    out.gauge("mappings_waiting", "Ingress requests the head is working on", stats.waiting)
     out.counter("mapping_evictions", "Id mappings removed, by why", [({"why": k}, v) for k, v in sorted(stats.mapping_evictions.items())])
     out.gauge("rate_limit_sources", "Source addresses with a token bucket", stats.rate_limited_sources)
     out.counter("http_responses", "HTTP API responses, by status code", [({"code": k}, v) for k, v in sorted(stats.http_responses.items())])

@@ -122,11 +122,11 @@ class Shim:
         """Refuse new requests (UDP ``busy``, HTTP 503) and wait for those in flight."""
         self.ingress.draining = True
         self.front.draining = True
-        self.log.info("drain_started", udp=self.ingress.ids.unfinished(), http=self.front.in_flight)
+        self.log.info("drain_started", udp=self.ingress.ids.waiting(), http=self.front.in_flight)
         with trio.move_on_after(timeout):
-            while self.ingress.ids.unfinished() or self.front.in_flight:
+            while self.ingress.ids.waiting() or self.front.in_flight:
                 await trio.sleep(0.05)
-        self.log.info("drain_finished", abandoned_udp=self.ingress.ids.unfinished(), abandoned_http=self.front.in_flight)
+        self.log.info("drain_finished", abandoned_udp=self.ingress.ids.waiting(), abandoned_http=self.front.in_flight)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -154,7 +154,7 @@ class Shim:
             relayed=dict(ingress.relayed),
             drops=drops,
             mappings=len(ingress.ids),
-            unfinished=ingress.ids.unfinished(),
+            waiting=ingress.ids.waiting(),
             mapping_evictions=dict(ingress.ids.evictions),
             rate_limited_sources=len(ingress.limiter),
             http_responses=dict(front.responses),

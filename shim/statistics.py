@@ -14,7 +14,7 @@ class ShimStatistics:
     relayed: dict[str, int]  # RESULTs to ingress clients, by status
     drops: dict[tuple[str, str], int]  # (socket, reason) -> count; socket is "ingress" or "cluster"
     mappings: int  # live id mappings
-    unfinished: int  # mappings still waiting for a terminal result
+    waiting: int  # mappings whose request the head is working on
     mapping_evictions: dict[str, int]  # expired, table_full, source_full
     rate_limited_sources: int  # token buckets held (sources seen recently)
     http_responses: dict[str, int]  # by status code

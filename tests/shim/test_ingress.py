@@ -52,7 +52,7 @@ def test_every_result_kind_goes_back_to_its_client_under_its_own_id():
     collected = Reassembly()
     results = [collected.add(m, d) for m, d in got[2:]]
     assert results[-1].data == image.data and results[-1].info.sha256 == image.info.sha256
-    assert ingress.ids.find(ALICE, "job-1", 1.0).finished
+    assert not ingress.ids.find(ALICE, "job-1", 1.0).waiting
     assert ingress.relayed == {"accepted": 1, "progress": 1, "ok": len(payloads)}
 
 
@@ -185,13 +185,21 @@ def test_draining_refuses_new_requests_but_serves_known_ones():
     assert busy.id == "new" and busy.code is ErrorCode.BUSY and busy.retry_after == 5.0
 
 
-def test_busy_from_the_head_is_relayed_and_does_not_finish_the_request():
+def test_the_head_holds_work_from_generate_to_its_final_answer():
     ingress = make_ingress()
     send(ingress, {"id": "job", "prompt": "p"})
     [task] = to_head(ingress)
+    assert ingress.ids.waiting() == 1
+    head_says(ingress, Accepted(task.id))
+    assert ingress.ids.waiting() == 1
+    # busy is relayed as it is; the head holds nothing for it until the retry.
     head_says(ingress, Failure(task.id, ErrorCode.BUSY, "full", retry_after=2.5))
-    assert to_client(ingress, ALICE) == [(Failure("job", ErrorCode.BUSY, "full", retry_after=2.5), b"")]
-    assert ingress.ids.unfinished() == 1
+    assert to_client(ingress, ALICE)[-1] == (Failure("job", ErrorCode.BUSY, "full", retry_after=2.5), b"")
+    assert ingress.ids.waiting() == 0
+    send(ingress, {"id": "job", "prompt": "p"})
+    assert ingress.ids.waiting() == 1
+    head_says(ingress, Failure(task.id, ErrorCode.CANCELLED, "cancelled"))
+    assert ingress.ids.waiting() == 0 and len(ingress.ids) == 1  # still mapped, for repeats
 
 
 def test_garbage_and_strangers_from_the_head_side_are_dropped():

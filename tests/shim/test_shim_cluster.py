@@ -219,7 +219,7 @@ async def test_drain_refuses_new_requests_and_finishes_held_ones(autojump_clock)
             got["old"] = await old.generate({"id": "held", "prompt": "p", "width": 64, "height": 64}, quiet=10.0)
 
         nursery.start_soon(held)
-        while shim.ingress.ids.unfinished() < 1:
+        while shim.ingress.ids.waiting() < 1:
             await trio.sleep(0.01)
         drained = trio.Event()
 
