@@ -5,10 +5,14 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import json
+import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 import trio
@@ -82,3 +86,44 @@ async def test_the_tiny_model_through_the_shim(cluster_spec, cluster_log, tmp_pa
             assert done.returncode == 0, done.stderr.decode()
             assert out.read_bytes() == got["a"][1].data
         nursery.cancel_scope.cancel()
+
+
+async def test_the_shim_process_starts_answers_and_stops_cleanly(tmp_path):
+    keys = tmp_path / "keys"
+    keys.write_text("sk-1\n")
+    argv = [str(Path(sys.executable).with_name("hydramesh-shim")), "--host", "127.0.0.1", "--ingress-port", "0",
+            "--http-port", "0", "--node-target", "localhost:9", "--api-key-file", str(keys), "--log-format", "json"]
+    process = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE)
+    lines = []
+    try:
+        with trio.fail_after(30):
+            buffer = b""
+            while b'"shim_listening"' not in buffer:
+                chunk = await process.stdout.receive_some()
+                assert chunk, buffer.decode()
+                buffer += chunk
+        listening = json.loads(next(line for line in buffer.decode().splitlines() if "shim_listening" in line))
+        assert listening["node_target"] == ["127.0.0.1", 9] and listening["api_keys"] == 1
+        client = await RawClient.open(tuple(listening["ingress"]))
+        await client.send(b"{}")
+        with trio.fail_after(10):
+            message, _ = await client.recv()
+        assert message.code == "invalid" and message.field == "id"
+        client.close()
+        http = f"http://127.0.0.1:{listening['http'][1]}"
+        async with httpx.AsyncClient(base_url=http) as web:
+            assert (await web.get("/healthz")).json()["status"] == "ok"
+            assert (await web.get("/v1/models")).status_code == 401
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            while chunk := await process.stdout.receive_some():
+                buffer += chunk
+            assert await process.wait() == 0
+        lines = [json.loads(line) for line in buffer.decode().splitlines() if line.startswith("{")]
+        events = [line["event"] for line in lines]
+        assert events[events.index("draining"):] == ["draining", "drain_started", "drain_finished", "stopped"]
+        assert all(line["service"] == "shim" for line in lines if "service" in line)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
