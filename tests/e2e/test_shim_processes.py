@@ -40,28 +40,34 @@ async def test_the_tiny_model_through_the_shim(cluster_spec, cluster_log, tmp_pa
     async with trio.open_nursery() as nursery:
         cluster = await start(nursery, spec, cluster_log)
         with trio.fail_after(180):
-            # Raw UDP clients, two of them with the same id at once.
+            # One at a time, so that both paths render in a batch of one (the
+            # worker batches concurrent requests, and a batch's floats differ
+            # from a single image's): through the shim and straight to the
+            # head, the same request gives the same bytes.
+            through = {}
+            async with ClusterClient.connect(cluster.head_address) as direct:
+                for name, prompt, seed in (("a", "a lighthouse at dusk", 11), ("b", "a red fox in the snow", 12)):
+                    client = await RawClient.open(cluster.shim_address)
+                    body = {"id": name, "prompt": prompt, "width": 64, "height": 64, "steps": 4, "seed": seed}
+                    through[name] = await client.generate(body, quiet=5.0)  # verifies the sha256 in meta
+                    client.close()
+                    same = await direct.generate(GenerateRequest(f"direct-{name}", prompt, width=64, height=64, steps=4, seed=seed), timeout=120)
+                    assert isinstance(through[name], Image) and through[name].data == same.data, name
+
+            # Two raw clients with the same id at once get their own images.
             got = {}
 
-            async def raw(name, request_id, prompt, seed):
+            async def raw(name, prompt):
                 client = await RawClient.open(cluster.shim_address)
-                body = {"id": request_id, "prompt": prompt, "width": 64, "height": 64, "steps": 4, "seed": seed}
-                got[name] = (body, await client.generate(body, quiet=5.0))
+                body = {"id": "same", "prompt": prompt, "width": 64, "height": 64, "steps": 4, "seed": 5}
+                got[name] = await client.generate(body, quiet=5.0)
                 client.close()
 
             async with trio.open_nursery() as clients:
-                clients.start_soon(raw, "a", "same", "a lighthouse at dusk", 11)
-                clients.start_soon(raw, "b", "same", "a red fox in the snow", 12)
-                clients.start_soon(raw, "c", "other", "a lighthouse at dusk", 13)
-            assert all(isinstance(image, Image) for _, image in got.values())
-            assert got["a"][1].info.id == got["b"][1].info.id == "same"
-            # Byte-exact: each equals the same request sent straight to the head.
-            async with ClusterClient.connect(cluster.head_address) as direct:
-                for name, (body, image) in got.items():
-                    fields = {k: v for k, v in body.items() if k != "id"}
-                    same = await direct.generate(GenerateRequest(f"direct-{name}", **fields), timeout=120)
-                    assert same.data == image.data and same.info.sha256 == image.info.sha256, name
-            assert len({image.data for _, image in got.values()}) == 3
+                clients.start_soon(raw, "fox", "a red fox in the snow")
+                clients.start_soon(raw, "sea", "a calm sea at night")
+            assert got["fox"].info.id == got["sea"].info.id == "same"
+            assert got["fox"].data != got["sea"].data
 
             # The openai SDK against the shim process.
             client = openai.OpenAI(base_url=f"{cluster.shim_url}/v1", api_key="sk-unused", max_retries=0, timeout=120)
@@ -84,7 +90,7 @@ async def test_the_tiny_model_through_the_shim(cluster_spec, cluster_log, tmp_pa
                 check=False,
             )
             assert done.returncode == 0, done.stderr.decode()
-            assert out.read_bytes() == got["a"][1].data
+            assert out.read_bytes() == through["a"].data
         nursery.cancel_scope.cancel()
 
 
