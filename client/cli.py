@@ -110,6 +110,9 @@ def _fail(exc: ClusterError) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    if args.via not in ("head", "shim"):  # argparse checks choices of flags, not of env defaults
+        print(f"hydramesh: --via (or HYDRAMESH_VIA) must be head or shim, not {args.via!r}", file=sys.stderr)
+        return 2
     via_shim = args.via == "shim"
     target_text = args.target or (DEFAULT_SHIM_TARGET if via_shim else DEFAULT_TARGET)
     target = parse_address(target_text, default_port=9999 if via_shim else 7777)
