@@ -1,7 +1,7 @@
 """``hydramesh``: the client and local tools.
 
     hydramesh generate "a lighthouse at dusk" -o out.png --seed 7
-    hydramesh up --workers 2           # head + workers on loopback until Ctrl-C
+    hydramesh up --workers 2           # head + workers + shim on loopback until Ctrl-C
     hydramesh demo                     # the Quickstart's main job
     hydramesh status                   # the head's workers and load
     hydramesh model make-tiny          # write the embedded tiny model
@@ -32,6 +32,7 @@ from .local_cluster import ClusterSpec, LocalCluster, describe, fetch_json, free
 from .progress import ProgressBar
 
 DEFAULT_TARGET = "127.0.0.1:7777"
+DEFAULT_SHIM_TARGET = "127.0.0.1:9999"
 DEFAULT_STATUS_URL = "http://127.0.0.1:7780/status"
 DEFAULT_DEMO_PROMPT = "a lighthouse on a cliff at dusk, oil painting"
 
@@ -91,11 +92,11 @@ def _report(path: Path, image, total: float, stream=sys.stdout) -> None:
     )
 
 
-async def _generate(target, request: GenerateRequest, *, key, timeout: float, show_progress: bool):
+async def _generate(target, request: GenerateRequest, *, key, timeout: float, show_progress: bool, via: str = "head"):
     bar = ProgressBar(enabled=show_progress and sys.stderr.isatty())
     started = time.perf_counter()
     try:
-        async with ClusterClient.connect(target, key=key) as client:
+        async with ClusterClient.connect(target, key=key, bare=via == "shim") as client:
             image = await client.generate(request, timeout=timeout, on_progress=bar.update)
     finally:
         bar.close()
@@ -109,11 +110,18 @@ def _fail(exc: ClusterError) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    target = parse_address(args.target, default_port=7777)
-    key = read_key_file(args.cluster_key_file)
+    if args.via not in ("head", "shim"):  # argparse checks choices of flags, not of env defaults
+        print(f"hydramesh: --via (or HYDRAMESH_VIA) must be head or shim, not {args.via!r}", file=sys.stderr)
+        return 2
+    via_shim = args.via == "shim"
+    target_text = args.target or (DEFAULT_SHIM_TARGET if via_shim else DEFAULT_TARGET)
+    target = parse_address(target_text, default_port=9999 if via_shim else 7777)
+    key = None if via_shim else read_key_file(args.cluster_key_file)
     try:
         request = _request(args, args.prompt)
-        image, total = trio.run(lambda: _generate(target, request, key=key, timeout=args.timeout, show_progress=not args.quiet))
+        image, total = trio.run(
+            lambda: _generate(target, request, key=key, timeout=args.timeout, show_progress=not args.quiet, via=args.via)
+        )
     except InvalidRequest as exc:
         return _fail(ClusterError(ErrorCode.INVALID, exc.detail, field=exc.field))
     except ClusterError as exc:
@@ -133,6 +141,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         models_dir=Path(args.models_dir),
         head_port=args.port,
         http_port=args.http_port,
+        shim_port=None if args.no_shim else args.shim_port,
+        shim_http_port=args.shim_http_port,
         log_format=args.log_format,
     )
     _prepare_models(spec)
@@ -146,7 +156,11 @@ def cmd_up(args: argparse.Namespace) -> int:
                 print(f"cluster ready: head udp 127.0.0.1:{spec.head_port}, status http://127.0.0.1:{spec.http_port}/", flush=True)
                 for line in describe(await trio.to_thread.run_sync(fetch_json, cluster.status_url)):
                     print(line, flush=True)
+                if spec.shim_port is not None:
+                    print(f"shim: udp ingress 127.0.0.1:{spec.shim_port}, OpenAI API http://127.0.0.1:{spec.shim_http_port}/v1", flush=True)
                 print(f'try: hydramesh generate "a red fox" -o fox.png --target 127.0.0.1:{spec.head_port}', flush=True)
+                if spec.shim_port is not None:
+                    print(f'     hydramesh generate "a red fox" -o fox.png --via shim --target 127.0.0.1:{spec.shim_port}', flush=True)
                 await signals.__anext__()
                 print("stopping the cluster…", flush=True)
                 nursery.cancel_scope.cancel()
@@ -245,24 +259,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hydramesh", description="HydraMesh: text-to-image on a cluster of GPU workers.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="generate one image through a head")
+    gen = sub.add_parser("generate", help="generate one image through a head (or a shim)")
     gen.add_argument("prompt")
     gen.add_argument("-o", "--output", default="out.png", help="file to write (default: out.png)")
-    gen.add_argument("--target", default=os.environ.get("HYDRAMESH_TARGET", DEFAULT_TARGET), help="head address HOST:PORT [env HYDRAMESH_TARGET]")
+    gen.add_argument(
+        "--via",
+        choices=("head", "shim"),
+        default=os.environ.get("HYDRAMESH_VIA", "head"),
+        help="speak DCF to a head, or bare JSON to a shim's UDP ingress (default: head) [env HYDRAMESH_VIA]",
+    )
+    gen.add_argument(
+        "--target",
+        default=os.environ.get("HYDRAMESH_TARGET"),
+        help=f"address HOST:PORT (default: {DEFAULT_TARGET}, with --via shim {DEFAULT_SHIM_TARGET}) [env HYDRAMESH_TARGET]",
+    )
     gen.add_argument("--id", help=f"request id, the idempotency key (≤ {MAX_ID_LEN} chars; default: random)")
     gen.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default: 600)")
-    gen.add_argument("--cluster-key-file", type=Path, default=os.environ.get("HYDRAMESH_CLUSTER_KEY_FILE"), help="shared cluster key")
+    gen.add_argument(
+        "--cluster-key-file", type=Path, default=os.environ.get("HYDRAMESH_CLUSTER_KEY_FILE"), help="shared cluster key (not used --via shim)"
+    )
     gen.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_request_options(gen)
     gen.set_defaults(func=cmd_generate)
 
-    up = sub.add_parser("up", help="run a head and workers on loopback until Ctrl-C")
+    up = sub.add_parser("up", help="run a head, workers and a shim on loopback until Ctrl-C")
     up.add_argument("--workers", type=int, default=2)
     up.add_argument("--backend", choices=("diffusers", "null"), default="diffusers")
     up.add_argument("--model-path", action="append", help="model for every worker (repeatable; default: the tiny model)")
     up.add_argument("--models-dir", default="local-models")
     up.add_argument("--port", type=int, default=7777, help="head UDP port")
     up.add_argument("--http-port", type=int, default=7780, help="head status/metrics port")
+    up.add_argument("--shim-port", type=int, default=9999, help="the shim's UDP ingress port")
+    up.add_argument("--shim-http-port", type=int, default=8080, help="the shim's OpenAI-compatible HTTP port")
+    up.add_argument("--no-shim", action="store_true", help="start no shim")
     up.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
     up.set_defaults(func=cmd_up)
 

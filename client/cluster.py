@@ -11,6 +11,10 @@ request and answers a finished one from its cache, which also recovers a
 completely lost result); chunks missing after a quiet period are
 re-requested with ``resend``. ``busy`` waits ``retry_after``. Everything
 ends at the caller's deadline.
+
+With ``bare=True`` the same client talks to a shim's UDP ingress instead:
+each TASK payload is the whole datagram and RESULT payloads come back without
+a header (PROTOCOL.md §6); everything else is the same.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class ClusterClient:
     rng: random.Random = attrs.Factory(random.Random)
     _pending: dict[str, _Pending] = attrs.Factory(dict)
     counts: dict[str, int] = attrs.Factory(lambda: {"sent": 0, "retries": 0, "resends": 0, "stray": 0})
+    bare: bool = False  # no DCF header: a shim's ingress
 
     @classmethod
     @asynccontextmanager
@@ -96,16 +101,21 @@ class ClusterClient:
         *,
         key: bytes | None = None,
         policy: RetryPolicy | None = None,
+        bare: bool = False,
     ) -> AsyncIterator[ClusterClient]:
+        """``bare=True``: talk to a shim's ingress (no header; ``key`` unused)."""
         host = socket.gethostbyname(target[0]) if ":" not in target[0] else target[0]
         target = (host, target[1])
         bind_host = "::" if ":" in host else "0.0.0.0"
-        endpoint = DcfEndpoint.bind(bind_host, 0, key=key)
-        client = cls(endpoint, target, policy or RetryPolicy())
+        endpoint = DcfEndpoint.bind(bind_host, 0, key=None if bare else key)
+        client = cls(endpoint, target, policy or RetryPolicy(), bare=bare)
         try:
             with single_exception():
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(endpoint.serve, client._on_datagram)
+                    if bare:
+                        await nursery.start(endpoint.serve_raw, client._on_result)
+                    else:
+                        await nursery.start(endpoint.serve, client._on_datagram)
                     yield client
                     nursery.cancel_scope.cancel()
         finally:
@@ -117,8 +127,11 @@ class ClusterClient:
         if datagram.msg_type is not MsgType.RESULT:
             self.counts["stray"] += 1
             return
+        self._on_result(datagram.payload, sender)
+
+    def _on_result(self, payload: bytes, sender: Address) -> None:
         try:
-            message, data = decode_result(datagram.payload)
+            message, data = decode_result(payload)
         except DecodeError:
             self.counts["stray"] += 1
             return
@@ -154,7 +167,10 @@ class ClusterClient:
 
     def _send(self, payload: bytes) -> None:
         self.counts["sent"] += 1
-        self.endpoint.send(MsgType.TASK, payload, self.target)
+        if self.bare:
+            self.endpoint.send_raw(payload, self.target)
+        else:
+            self.endpoint.send(MsgType.TASK, payload, self.target)
 
     async def generate(
         self,

@@ -1,4 +1,5 @@
-"""A local cluster: a head and N workers as separate OS processes on loopback.
+"""A local cluster: a head, N workers and optionally a shim as separate OS
+processes on loopback.
 
 ``hydramesh up`` and ``hydramesh demo`` use it. The supervisor restarts a
 process that dies unexpectedly (with backoff), and on shutdown sends SIGTERM
@@ -40,6 +41,9 @@ class ClusterSpec:
     models_dir: Path = Path("local-models")
     head_port: int = 7777
     http_port: int = 7780
+    shim_port: int | None = None  # the shim's UDP ingress; None: no shim
+    shim_http_port: int = 8080  # its OpenAI-compatible API (-1: none)
+    shim_args: tuple[str, ...] = ()
     worker_args: tuple[str, ...] = ()
     log_format: str = "json"
     log_level: str = "info"
@@ -69,6 +73,17 @@ class LocalCluster:
     def status_url(self) -> str:
         return f"http://127.0.0.1:{self.spec.http_port}/status"
 
+    @property
+    def shim_address(self) -> tuple[str, int]:
+        if self.spec.shim_port is None:
+            raise ValueError("this cluster has no shim")
+        return ("127.0.0.1", self.spec.shim_port)
+
+    @property
+    def shim_url(self) -> str:
+        """The shim's HTTP API root (``…/v1`` is the OpenAI base URL)."""
+        return f"http://127.0.0.1:{self.spec.shim_http_port}"
+
     def _argv(self) -> list[Child]:
         spec = self.spec
         common = ["--log-format", spec.log_format, "--log-level", spec.log_level]
@@ -85,7 +100,15 @@ class LocalCluster:
             for path in spec.model_paths:
                 argv += ["--model-path", path]
             workers.append(Child(f"worker-{i}", argv + list(spec.worker_args)))
-        return [head, *workers]
+        if spec.shim_port is None:
+            return [head, *workers]
+        shim = Child(
+            "shim",
+            [sys.executable, "-m", "hydramesh.shim", "--host", "127.0.0.1", "--ingress-port", str(spec.shim_port),
+             "--node-target", f"127.0.0.1:{spec.head_port}", "--http-port", str(spec.shim_http_port),
+             "--head-status-url", self.status_url, *common, *spec.shim_args],
+        )
+        return [head, *workers, shim]
 
     async def run(self, *, task_status: trio.TaskStatus[LocalCluster] = trio.TASK_STATUS_IGNORED) -> None:
         """Start everything, report once all workers are ready, supervise
@@ -134,12 +157,17 @@ class LocalCluster:
                 status = await trio.to_thread.run_sync(fetch_json, self.status_url)
                 if status is not None:
                     ready = [w for w in status["workers"] if w["state"] == "ready"]
-                    if len(ready) >= self.spec.workers:
+                    if len(ready) >= self.spec.workers and await self._shim_ready():
                         return status
                 for child in self.children:
                     if child.restarts > 3:
                         raise RuntimeError(f"{child.name} keeps exiting; see its output above")
                 await trio.sleep(0.2)
+
+    async def _shim_ready(self) -> bool:
+        if self.spec.shim_port is None or self.spec.shim_http_port < 0:
+            return True
+        return await trio.to_thread.run_sync(fetch_json, f"{self.shim_url}/healthz") is not None
 
     async def stop(self, grace: float = 30.0) -> None:
         for child in self.children:

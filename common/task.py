@@ -122,6 +122,12 @@ def _request_id(obj: dict[str, Any]) -> str:
     return ""
 
 
+def request_id_of(obj: dict[str, Any]) -> str:
+    """The ``id`` of a decoded TASK object if it is a valid id, else ``""``:
+    for addressing an answer to a request that is refused unread."""
+    return _request_id(obj)
+
+
 def _read_id(fields: Fields) -> str:
     value = fields.string("id", max_len=MAX_ID_LEN, min_len=1)
     if not _ID_PATTERN.fullmatch(value):
@@ -193,5 +199,6 @@ __all__ = [
     "SCHEDULERS",
     "TaskMessage",
     "parse_task",
+    "request_id_of",
     "task_from_json",
 ]

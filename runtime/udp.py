@@ -27,6 +27,7 @@ from hydramesh.common.wire import Datagram, MsgType, Sequencer
 
 Address = tuple[Any, ...]
 Handler = Callable[[Datagram, Address], None]
+RawHandler = Callable[[bytes, Address], None]
 
 MAX_RECEIVE = 65536
 _YIELD_EVERY = 64
@@ -158,6 +159,20 @@ class DcfEndpoint:
         ``handler`` runs synchronously for each valid datagram: it must not
         block. A handler bug is logged by the caller's wrapper, not here.
         """
+
+        def on_data(data: bytes, address: Address) -> None:
+            datagram = self.decode(data, address)
+            if datagram is not None:
+                handler(datagram, address)
+
+        await self.serve_raw(on_data, task_status=task_status)
+
+    async def serve_raw(
+        self, handler: RawHandler, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The same loop without DCF framing: ``handler`` gets every datagram's
+        bytes as they arrived. The shim's public ingress speaks bare payloads;
+        pair it with :meth:`send_raw`."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._drain_backlog)
             task_status.started()
@@ -175,8 +190,6 @@ class DcfEndpoint:
                         self._count_send_error(exc)
                         continue
                     self.received += 1
-                    datagram = self.decode(data, address)
-                    if datagram is not None:
-                        handler(datagram, address)
+                    handler(data, address)
                 else:
                     await trio.lowlevel.checkpoint()
