@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import attrs
 
+from .logging import LOG_FORMATS, LOG_LEVELS
+
 T = TypeVar("T")
 _META = "hydramesh.option"
 
@@ -51,6 +53,23 @@ def option(
     if isinstance(default, (list, tuple)):
         return attrs.field(default=tuple(default), metadata=meta)
     return attrs.field(default=default, metadata=meta)
+
+
+# Options every service shares, with one spelling of flag and environment name.
+
+
+def cluster_key_file_option() -> Any:
+    return option(
+        None, "--cluster-key-file", env="HYDRAMESH_CLUSTER_KEY_FILE", help="file holding the shared cluster key (enables HMAC tags)"
+    )
+
+
+def log_level_option() -> Any:
+    return option("info", "--log-level", env="HYDRAMESH_LOG_LEVEL", choices=LOG_LEVELS, help="log level")
+
+
+def log_format_option() -> Any:
+    return option("auto", "--log-format", env="HYDRAMESH_LOG_FORMAT", choices=LOG_FORMATS, help="log rendering (auto: console on a TTY, else JSON)")
 
 
 def _scalar_type(annotation: Any) -> Any:
@@ -90,7 +109,7 @@ def build_parser(cls: type, parser: argparse.ArgumentParser | None = None) -> ar
     for field, opt in fields_of(cls):
         kind = _scalar_type(hints[field.name])
         env_note = f" [env {opt.env}]" if opt.env else ""
-        default_note = "" if field.default in (None, ()) else f" (default: {_show(field.default)})"
+        default_note = "" if field.default in (None, (), "") else f" (default: {_show(field.default)})"
         kwargs: dict[str, Any] = {
             "dest": field.name,
             "default": None,

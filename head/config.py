@@ -7,8 +7,7 @@ from pathlib import Path
 import attrs
 
 from hydramesh.common.chunking import DEFAULT_MAX_DATAGRAM
-from hydramesh.common.config import option
-from hydramesh.common.logging import LOG_FORMATS, LOG_LEVELS
+from hydramesh.common.config import cluster_key_file_option, log_format_option, log_level_option, option
 
 
 @attrs.frozen
@@ -45,10 +44,8 @@ class HeadConfig:
     result_cache_mb: int = option(512, "--result-cache-mb", env="HEAD_RESULT_CACHE_MB", help="memory bound of the result cache")
     result_ttl: float = option(600.0, "--result-ttl", env="HEAD_RESULT_TTL", help="seconds a finished result stays answerable")
     max_datagram: int = option(DEFAULT_MAX_DATAGRAM, "--max-datagram", env="HYDRAMESH_MAX_DATAGRAM", help="largest datagram sent, in bytes")
-    cluster_key_file: Path | None = option(
-        None, "--cluster-key-file", env="HYDRAMESH_CLUSTER_KEY_FILE", help="file holding the shared cluster key (enables HMAC tags)"
-    )
+    cluster_key_file: Path | None = cluster_key_file_option()
     node: str = option("", "--node", env="HEAD_NODE", help="name of this head in logs (default: host name)")
-    log_level: str = option("info", "--log-level", env="HYDRAMESH_LOG_LEVEL", choices=LOG_LEVELS, help="log level")
-    log_format: str = option("auto", "--log-format", env="HYDRAMESH_LOG_FORMAT", choices=LOG_FORMATS, help="log rendering")
+    log_level: str = log_level_option()
+    log_format: str = log_format_option()
     seed: int | None = option(None, "--seed", env="HEAD_SEED", help="seed of the head's own randomness (tests)")

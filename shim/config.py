@@ -11,8 +11,7 @@ from pathlib import Path
 
 import attrs
 
-from hydramesh.common.config import option, parse_address
-from hydramesh.common.logging import LOG_FORMATS, LOG_LEVELS
+from hydramesh.common.config import cluster_key_file_option, log_format_option, log_level_option, option, parse_address
 from hydramesh.common.wire import HEADER_SIZE, TAG_SIZE
 
 from .limits import parse_networks
@@ -63,12 +62,10 @@ class ShimConfig:
     head_status_url: str | None = option(
         None, "--head-status-url", env="SHIM_HEAD_STATUS_URL", help="the head's /status, read for GET /v1/models (default: http://NODE-TARGET-HOST:7780/status)"
     )
-    cluster_key_file: Path | None = option(
-        None, "--cluster-key-file", env="HYDRAMESH_CLUSTER_KEY_FILE", help="file holding the shared cluster key (enables HMAC tags towards the head)"
-    )
+    cluster_key_file: Path | None = cluster_key_file_option()
     node: str = option("", "--node", env="SHIM_NODE", help="name of this shim in logs (default: host name)")
-    log_level: str = option("info", "--log-level", env="HYDRAMESH_LOG_LEVEL", choices=LOG_LEVELS, help="log level")
-    log_format: str = option("auto", "--log-format", env="HYDRAMESH_LOG_FORMAT", choices=LOG_FORMATS, help="log rendering")
+    log_level: str = log_level_option()
+    log_format: str = log_format_option()
 
     def __attrs_post_init__(self) -> None:
         # ValueError here becomes a usage error naming the flag (parse_config).

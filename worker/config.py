@@ -7,8 +7,7 @@ from pathlib import Path
 import attrs
 
 from hydramesh.common.chunking import DEFAULT_MAX_DATAGRAM
-from hydramesh.common.config import option
-from hydramesh.common.logging import LOG_FORMATS, LOG_LEVELS
+from hydramesh.common.config import cluster_key_file_option, log_format_option, log_level_option, option
 
 from .models import PIPELINES
 
@@ -56,8 +55,6 @@ class WorkerConfig:
     result_cache_mb: int = option(256, "--result-cache-mb", env="WORKER_RESULT_CACHE_MB", help="memory bound of finished results")
     null_delay: float = option(0.0, "--null-delay", env="WORKER_NULL_DELAY", help="seconds the null backend spends per image")
     max_datagram: int = option(DEFAULT_MAX_DATAGRAM, "--max-datagram", env="HYDRAMESH_MAX_DATAGRAM", help="largest datagram sent, in bytes")
-    cluster_key_file: Path | None = option(
-        None, "--cluster-key-file", env="HYDRAMESH_CLUSTER_KEY_FILE", help="file holding the shared cluster key"
-    )
-    log_level: str = option("info", "--log-level", env="HYDRAMESH_LOG_LEVEL", choices=LOG_LEVELS, help="log level")
-    log_format: str = option("auto", "--log-format", env="HYDRAMESH_LOG_FORMAT", choices=LOG_FORMATS, help="log rendering")
+    cluster_key_file: Path | None = cluster_key_file_option()
+    log_level: str = log_level_option()
+    log_format: str = log_format_option()
