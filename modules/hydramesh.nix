@@ -274,7 +274,7 @@ in
       maxAttempts = mkOption {
         type = types.ints.positive;
         default = 3;
-        description = "Dispatch attempts per task before it fails with worker_failed.";
+        description = "Workers that may lose a task after acknowledging it before it fails with worker_failed.";
       };
       heartbeatTimeout = mkOption {
         type = types.number;
