@@ -11,22 +11,18 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 
 import attrs
 
 
 @attrs.define(eq=False)
 class Deadlines:
-    on_earlier: Callable[[], None] | None = None  # called when the earliest deadline moves earlier
     _heap: list[tuple[float, int, Hashable]] = attrs.Factory(list)
     _order: itertools.count = attrs.Factory(itertools.count)
 
     def push(self, when: float, key: Hashable) -> None:
-        earlier = not self._heap or when < self._heap[0][0]
         heapq.heappush(self._heap, (when, next(self._order), key))
-        if earlier and self.on_earlier is not None:
-            self.on_earlier()
 
     def next(self) -> float:
         return self._heap[0][0] if self._heap else math.inf

@@ -23,6 +23,7 @@ import trio
 from hydramesh.common.wire import Datagram, MsgType
 from hydramesh.runtime.http import serve_http
 from hydramesh.runtime.lifecycle import read_key_file
+from hydramesh.runtime.timer import DeadlineTimer
 from hydramesh.runtime.udp import Address, DcfEndpoint
 
 from .config import HeadConfig
@@ -38,8 +39,11 @@ class Head:
     router: Router
     log: Any
     http_address: Address | None = None
-    _wakeup: trio.Event = attrs.Factory(trio.Event)
+    timer: DeadlineTimer = attrs.field(init=False)
     _drained: trio.Event = attrs.Factory(trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        self.timer = DeadlineTimer(self.router.next_deadline, self._tick)
 
     @property
     def address(self) -> Address:
@@ -47,10 +51,7 @@ class Head:
 
     def statistics(self) -> HeadStatistics:
         stats = self.router.statistics(trio.current_time())
-        drops = dict(stats.drops)
-        for reason, count in self.endpoint.drops.items():
-            drops[reason] = drops.get(reason, 0) + count
-        return attrs.evolve(stats, drops=drops)
+        return attrs.evolve(stats, drops=dict(self.router.drops + self.endpoint.drops))
 
     def _on_datagram(self, datagram: Datagram, sender: Address) -> None:
         now = trio.current_time()
@@ -67,19 +68,13 @@ class Head:
         for out in outbox:
             self.endpoint.send(out.msg_type, out.payload, out.address)
         outbox.clear()
+        self.timer.check()
         if self.router.draining and not self.router.tasks:
             self._drained.set()
 
-    def _wake(self) -> None:
-        self._wakeup.set()
-
-    async def _timer_loop(self) -> None:
-        while True:
-            with trio.move_on_at(self.router.next_deadline()):
-                await self._wakeup.wait()
-            self._wakeup = trio.Event()
-            self.router.tick(trio.current_time())
-            self._flush()
+    def _tick(self, now: float) -> None:
+        self.router.tick(now)
+        self._flush()
 
     async def drain(self, timeout: float) -> None:
         """Refuse new work (``busy``) and wait for what is in flight."""
@@ -97,10 +92,9 @@ async def serve(config: HeadConfig, *, task_status: trio.TaskStatus[Head] = trio
     try:
         rng = random.Random(config.seed) if config.seed is not None else random.Random()
         head = Head(config, endpoint, Router(config, rng=rng, log=log), log)
-        head.router.deadlines.on_earlier = head._wake
         async with trio.open_nursery() as nursery:
             await nursery.start(endpoint.serve, head._on_datagram)
-            nursery.start_soon(head._timer_loop)
+            nursery.start_soon(head.timer.run)
             if config.http_port >= 0:
                 head.http_address = await nursery.start(serve_http, make_app(head), config.http_host, config.http_port)
             log.info("head_listening", udp=list(head.address[:2]), http=head.http_address and list(head.http_address))

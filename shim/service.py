@@ -37,6 +37,7 @@ from hydramesh.client.cluster import ClusterClient
 from hydramesh.common.wire import Datagram, MsgType
 from hydramesh.runtime.http import serve_http
 from hydramesh.runtime.lifecycle import read_key_file
+from hydramesh.runtime.timer import DeadlineTimer
 from hydramesh.runtime.udp import Address, DcfEndpoint
 
 from . import metrics
@@ -61,8 +62,10 @@ class Shim:
     log: Any
     http_address: Address | None = None
     cluster_drops: collections.Counter[str] = attrs.Factory(collections.Counter)
-    _timer_at: float = math.inf
-    _wakeup: trio.Event = attrs.Factory(trio.Event)
+    timer: DeadlineTimer = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.timer = DeadlineTimer(self._next_deadline, self._tick)
 
     @property
     def address(self) -> Address:
@@ -97,24 +100,17 @@ class Shim:
             else:
                 self.ingress_endpoint.send_raw(out.payload, out.address)
         outbox.clear()
-        if self._next_deadline() < self._timer_at:
-            self._wakeup.set()
+        self.timer.check()
 
     def _next_deadline(self) -> float:
         limiter = self.front.limiter
         http_next = limiter.next_prune() if limiter.enabled else math.inf
         return min(self.ingress.next_deadline(), http_next)
 
-    async def _timer_loop(self) -> None:
-        while True:
-            self._timer_at = self._next_deadline()
-            with trio.move_on_at(self._timer_at):
-                await self._wakeup.wait()
-            self._wakeup = trio.Event()
-            now = trio.current_time()
-            self.ingress.tick(now)
-            self.front.limiter.prune(now)
-            self._flush()
+    def _tick(self, now: float) -> None:
+        self.ingress.tick(now)
+        self.front.limiter.prune(now)
+        self._flush()
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -221,7 +217,7 @@ async def serve(config: ShimConfig, *, task_status: trio.TaskStatus[Shim] = trio
                 async with trio.open_nursery() as nursery:
                     await nursery.start(ingress_endpoint.serve_raw, shim._on_client)
                     await nursery.start(cluster_endpoint.serve, shim._on_cluster)
-                    nursery.start_soon(shim._timer_loop)
+                    nursery.start_soon(shim.timer.run)
                     if config.http_port >= 0:
                         app = make_app(front, health=shim.health, metrics=lambda: metrics.render(shim.statistics()))
                         shim.http_address = await nursery.start(serve_http, app, config.http_host or config.host, config.http_port)

@@ -266,7 +266,7 @@ class Worker:
             running=sum(1 for j in self.jobs.values() if j.running),
             steps_done=self.steps_done,
             counts=dict(self.counts),
-            drops={**self.drops, **self.endpoint.drops},
+            drops=dict(self.drops + self.endpoint.drops),
             results_cached=len(self.finished),
         )
 
