@@ -241,6 +241,3 @@ class ClusterClient:
 
     async def cancel(self, request_id: str) -> None:
         self._send(CancelRequest(request_id).encode())
-
-    def in_flight(self) -> int:
-        return len(self._pending)

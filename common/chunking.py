@@ -96,9 +96,5 @@ class Reassembly:
             raise ValueError(f"reassembled {len(whole)} bytes do not match size {info.size} / sha256 {info.sha256[:12]}…")
         return Image(info, whole)
 
-    @property
-    def received(self) -> int:
-        return len(self.parts)
-
     def missing(self) -> list[int]:
         return [i for i in range(self.count) if i not in self.parts]
